@@ -1,0 +1,3 @@
+from edgedet.cli import main
+
+main()

@@ -1,0 +1,153 @@
+"""Measure a device's latency LUT on the machine this runs on, in the runtime edgedet deploys with.
+
+Protocol ("interleaved-reference"): every distinct (layer shape, op) of the space, and the stem, is exported as a
+one-block ONNX model (quantized to QDQ INT8 for ``--precision int8``) and timed in ONNX Runtime in alternating bursts
+with a fixed reference model (the space's default backbone); latency = median ratio to the reference x the
+reference's median ms. A few whole random backbones are timed the same way to fit the per-model constant
+(session call and I/O costs that one-block models pay once each but a whole model pays once).
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from edgedet.devices.latency import LatencyLUT, layer_key, overhead_key, predict_ms, stem_key
+from edgedet.devices.profile import DeviceProfile, load_profile
+from edgedet.devices.timing import Timed, make_session, time_interleaved
+from edgedet.export.onnx_export import export_onnx
+from edgedet.export.quantize import quantize_qdq
+from edgedet.io import atomic_write_json, atomic_write_text
+from edgedet.progress import progress_steps, progress_track
+from edgedet.space.archspec import ArchSpec, sample_arch
+from edgedet.space.backbone import Backbone
+from edgedet.space.blocks import make_op, make_stem
+from edgedet.space.spaces import SearchSpace
+
+PROTOCOL = "interleaved-reference/1"
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def runtime_id(threads: int) -> str:
+    return f"ort-cpu-t{threads}"
+
+
+def onnx_model(module: nn.Module, shape: tuple[int, ...], precision: str, seed: int = 0) -> bytes:
+    """One ONNX model for timing: FP32 as exported, or INT8 QDQ calibrated on a few random batches."""
+    torch.manual_seed(seed)
+    example = torch.randn(shape)
+    model = export_onnx(module, example)
+    if precision == "int8":
+        rng = np.random.default_rng(seed)
+        model = quantize_qdq(model, (rng.standard_normal(shape).astype(np.float32) for _ in range(4)))
+    return model
+
+
+def backbone_model(arch: ArchSpec, precision: str) -> bytes:
+    return onnx_model(Backbone(arch), (1, 3, arch.imgsz, arch.imgsz), precision)
+
+
+def timed(models: Iterable[tuple[str, bytes]], threads: int) -> dict[str, Timed]:
+    return {key: Timed(make_session(model, threads=threads)) for key, model in models}
+
+
+@dataclass
+class BuildSettings:
+    name: str
+    space: SearchSpace
+    imgsz: int
+    precision: str = "fp32"
+    threads: int = 1
+    rounds: int = 15
+    calibration_archs: int = 6
+    seed: int = 0
+
+
+def _block_models(settings: BuildSettings, runtime: str) -> list[tuple[str, bytes]]:
+    space, imgsz, precision = settings.space, settings.imgsz, settings.precision
+    wanted: dict[str, tuple[nn.Module, tuple[int, ...]]] = {
+        stem_key(space, imgsz, precision, runtime): (make_stem(space.stem_out, space.act), (1, 3, imgsz, imgsz))
+    }
+    for layer in space.layers(imgsz):
+        for op in space.allowed_ops(layer):
+            module = make_op(op, in_ch=layer.cin, out_ch=layer.cout, stride=layer.stride, act=space.act)
+            wanted.setdefault(layer_key(op, layer, precision, runtime),
+                              (module, (1, layer.cin, layer.height, layer.width)))
+    return [(key, onnx_model(module, shape, precision))
+            for key, (module, shape) in progress_track(wanted.items(), f"exporting {len(wanted)} blocks")]
+
+
+def build_lut(settings: BuildSettings, out_dir: Path) -> DeviceProfile:
+    """Measure and write ``<out_dir>/profile.yaml`` + ``<name>.<precision>.json`` (merged into an existing LUT)."""
+    runtime = runtime_id(settings.threads)
+    space, imgsz, precision = settings.space, settings.imgsz, settings.precision
+    started = datetime.datetime.now(datetime.timezone.utc)
+    reference = ArchSpec(space.name, imgsz, space.default_ops, space.width_mult)
+    rng = random.Random(settings.seed)
+    calibration = [sample_arch(space, imgsz, rng) for _ in range(settings.calibration_archs)]
+    blocks = _block_models(settings, runtime)
+    wholes = [(f"arch {arch}", backbone_model(arch, precision))
+              for arch in progress_track(calibration, "exporting calibration backbones")]
+    items = timed(blocks + wholes, settings.threads)
+    ref = Timed(make_session(backbone_model(reference, precision), threads=settings.threads))
+    with progress_steps(f"timing {len(items)} models x {settings.rounds} rounds", settings.rounds) as advance_to:
+        result = time_interleaved(items, ref, rounds=settings.rounds, seed=settings.seed, on_round=advance_to)
+
+    lut_path = out_dir / f"{settings.name}.{precision}.json"
+    lut = LatencyLUT.load(lut_path) if lut_path.exists() else LatencyLUT(settings.name, precision, runtime)
+    lut.entries.update({key: round(result.ms(key), 5) for key, _ in blocks})
+    offset_key = overhead_key(space, imgsz, precision, runtime)
+    lut.entries[offset_key] = 0.0
+    residuals = [result.ms(f"arch {arch}") - predict_ms(lut, arch) for arch in calibration]
+    residuals.append(result.reference_ms - predict_ms(lut, reference))
+    lut.entries[offset_key] = round(float(np.median(residuals)), 5)
+    lut.reference[f"{space.name}@{imgsz}"] = {"arch": str(reference), "ms": round(result.reference_ms, 4)}
+    lut.provenance = {
+        "date": started.isoformat(timespec="seconds"),
+        "onnxruntime": ort.__version__,
+        "cpu": cpu_name(),
+        "threads": settings.threads,
+        "protocol": PROTOCOL,
+        "rounds": settings.rounds,
+        "calibration_archs": settings.calibration_archs,
+        "seconds": round((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1),
+    }
+    atomic_write_json(lut_path, lut.to_json())
+    return _write_profile(settings, out_dir, lut_path.name)
+
+
+def _write_profile(settings: BuildSettings, out_dir: Path, lut_file: str) -> DeviceProfile:
+    path = out_dir / "profile.yaml"
+    if path.exists():
+        profile = load_profile(path)
+        profile.latency["luts"][settings.precision] = lut_file
+    else:
+        profile = DeviceProfile(
+            id=settings.name,
+            description=f"measured on this machine ({cpu_name()}), ONNX Runtime CPU, {settings.threads} thread(s)",
+            runtime={"engine": "onnxruntime", "providers": ["CPUExecutionProvider"], "threads": settings.threads,
+                     "precision": settings.precision},
+            latency={"source": "lut", "luts": {settings.precision: lut_file},
+                     "expected_error": "see `edgedet profile check`: typically 5-7% mean error on shared vCPUs",
+                     "provenance": f"measured by `edgedet profile build` ({PROTOCOL}); details in each LUT"},
+            hardware={"cpu": cpu_name(), "machine": platform.machine(), "python": platform.python_version()},
+            path=path,
+        )
+    atomic_write_text(path, profile.to_yaml())
+    profile.path = path
+    return profile

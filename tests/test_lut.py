@@ -1,0 +1,71 @@
+"""A real `profile build` + `profile check` on the tiny space (seconds), and the LUT's error messages."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgedet.devices.builder import BuildSettings, build_lut
+from edgedet.devices.check import check_profile, summarize
+from edgedet.devices.latency import LatencyLUT, layer_table, predict_ms
+from edgedet.devices.profile import get_profile
+from edgedet.errors import UsageError
+from edgedet.space import ArchSpec, get_space
+
+
+@pytest.fixture(scope="module")
+def tiny_profile(tmp_path_factory):
+    out = tmp_path_factory.mktemp("profile") / "runs" / "profile" / "tinyhost"
+    return build_lut(BuildSettings("tinyhost", get_space("tiny"), 64, rounds=3, calibration_archs=2), out)
+
+
+def test_build_writes_every_entry_the_space_needs(tiny_profile):
+    lut = tiny_profile.latency_model()
+    space = get_space("tiny")
+    table = layer_table(lut, space, 64)
+    assert table.shape == (5, 9) and np.isfinite(table).all() and (table > 0).all()
+    assert lut.provenance["protocol"].startswith("interleaved-reference")
+    assert lut.reference["tiny@64"]["ms"] > 0
+    # more work costs more: the widest expansion is never faster than the narrowest, summed over layers
+    assert table[:, 3].sum() > table[:, 0].sum()  # k3_e6 vs k3_e1
+    assert 0 < predict_ms(lut, ArchSpec.default("tiny")) < 10
+
+
+def test_check_measures_whole_models(tiny_profile, in_tmp):
+    rows, speed = check_profile(tiny_profile, samples=5, rounds=3)
+    summary = summarize(rows, speed)
+    assert summary["samples"] == 5 and speed > 0
+    for row in rows:  # the prediction is in the right range even on a noisy machine
+        assert 0.33 < row.predicted_ms / row.measured_ms < 3
+    assert set(summary) >= {"within_10pct", "spearman", "mean_abs_pct_error", "max_abs_pct_error"}
+
+
+def test_built_profile_is_found_by_id(tiny_profile, monkeypatch):
+    monkeypatch.chdir(tiny_profile.path.parents[3])
+    assert get_profile("tinyhost").path.resolve() == tiny_profile.path.resolve()
+
+
+def test_missing_entry_names_the_entry_and_the_rebuild_command(tiny_profile):
+    lut = tiny_profile.latency_model()
+    with pytest.raises(UsageError, match=r"no entry 'stem 3>32 s2 320x320 .*edgedet profile build --name tinyhost"):
+        predict_ms(lut, ArchSpec.default("lite0"))
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.pop("entries"), "missing field 'entries'"),
+    (lambda d: d.update(format="other"), "field 'format'"),
+    (lambda d: d["entries"].update({"stem x": "fast"}), "non-numeric or negative latency at 'stem x'"),
+])
+def test_malformed_lut_names_file_and_field(tiny_profile, tmp_path, mutate, message):
+    data = json.loads((tiny_profile.path.parent / "tinyhost.fp32.json").read_text())
+    mutate(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=message) as err:
+        LatencyLUT.load(path)
+    assert str(path) in str(err.value)
+
+
+def test_int8_lut_is_separate(tiny_profile):
+    with pytest.raises(UsageError, match="no int8 latencies.*--precision int8"):
+        tiny_profile.latency_model("int8")

@@ -47,9 +47,20 @@ def runtime_id(threads: int) -> str:
     return f"ort-cpu-t{threads}"
 
 
+def _randomize_batchnorm(module: nn.Module) -> None:
+    """Trained-looking BN statistics, so folded biases are distinct tensors as in a real model."""
+    for bn in module.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            nn.init.uniform_(bn.weight, 0.5, 1.5)
+            nn.init.normal_(bn.bias, 0.0, 0.1)
+            bn.running_mean.normal_(0.0, 0.1)
+            bn.running_var.uniform_(0.5, 1.5)
+
+
 def onnx_model(module: nn.Module, shape: tuple[int, ...], precision: str, seed: int = 0) -> bytes:
     """One ONNX model for timing: FP32 as exported, or INT8 QDQ calibrated on a few random batches."""
     torch.manual_seed(seed)
+    _randomize_batchnorm(module)
     example = torch.randn(shape)
     model = export_onnx(module, example)
     if precision == "int8":

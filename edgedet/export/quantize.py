@@ -6,6 +6,7 @@ the one TensorRT consumes on Jetson. Torch-free.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -29,9 +30,15 @@ def quantize_qdq(model: bytes, calibration: Iterable[np.ndarray], *, nodes_to_ex
     """INT8 QDQ model bytes, calibrated (min/max) on ``calibration`` input batches."""
     proto = onnx.load_from_string(model)
     input_name = proto.graph.input[0].name
-    with tempfile.TemporaryDirectory(prefix="edgedet-quant-") as tmp:
-        out = Path(tmp) / "int8.onnx"
-        quantize_static(proto, out, _Batches(input_name, calibration), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        nodes_to_exclude=nodes_to_exclude)
-        return out.read_bytes()
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs generic advice on the root logger at WARNING
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgedet-quant-") as tmp:
+            out = Path(tmp) / "int8.onnx"
+            quantize_static(proto, out, _Batches(input_name, calibration), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                            nodes_to_exclude=nodes_to_exclude)
+            return out.read_bytes()
+    finally:
+        root.setLevel(level)

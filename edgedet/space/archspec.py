@@ -49,14 +49,15 @@ class ArchSpec:
         """Raise a UsageError that names the first bad position."""
         space = self.search_space
         check_imgsz(self.imgsz)
+        for index, op in enumerate(self.ops):
+            if op not in CANDIDATES:
+                raise UsageError(f"layer {index}: unknown op '{op}'; candidates: {', '.join(CANDIDATES)}")
         if len(self.ops) != space.num_layers:
             raise UsageError(
                 f"architecture '{self}' has {len(self.ops)} ops but space '{space.name}' has "
                 f"{space.num_layers} searchable layers"
             )
         for layer, op in zip(space.layers(self.imgsz), self.ops):
-            if op not in CANDIDATES:
-                raise UsageError(f"layer {layer.index}: unknown op '{op}'; candidates: {', '.join(CANDIDATES)}")
             if op not in space.allowed_ops(layer):
                 raise UsageError(
                     f"layer {layer.index}: 'skip' is not allowed where the shape changes "

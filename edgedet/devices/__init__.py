@@ -1,0 +1,1 @@
+"""Device profiles, latency models (measured LUT or analytic) and on-device timing."""

@@ -28,7 +28,7 @@ profile_app = typer.Typer(help="Device profiles and their latency look-up tables
 arch_app = typer.Typer(help="Architectures (ArchSpec strings or arch.json files).", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
 app.add_typer(arch_app, name="arch")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # tables stay readable in logs
 
 JsonOut = Annotated[Optional[Path], typer.Option("--json-out", help="Also write the numbers as flat JSON here.")]
 
@@ -122,12 +122,12 @@ def profile_check(
 
     Example: edgedet profile check host --samples 50 --json-out check.json
     """
+    from edgedet.devices.builder import get_or_build_profile
     from edgedet.devices.check import check_profile, rows_json, summarize
-    from edgedet.devices.profile import get_profile
 
     if samples < 3:
         raise UsageError("--samples must be at least 3 for a rank correlation")
-    rows, speed = check_profile(get_profile(device), samples=samples, precision=precision, space=space,
+    rows, speed = check_profile(get_or_build_profile(device), samples=samples, precision=precision, space=space,
                                 rounds=rounds, seed=seed)
     table = Table("arch", "MMACs", "predicted ms", "measured ms", "error %")
     for r in rows:
@@ -160,9 +160,9 @@ def arch_show(
     arch = ArchSpec.load(spec)
     model = None
     if device:
-        from edgedet.devices.profile import get_profile
+        from edgedet.devices.builder import get_or_build_profile
 
-        model = get_profile(device).latency_model(precision)
+        model = get_or_build_profile(device).latency_model(precision)
     rows, totals = arch_rows(arch, model)
     table = Table(*rows[0].keys(), title=str(arch))
     for row in rows + [totals]:

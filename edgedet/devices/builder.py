@@ -22,16 +22,16 @@ import torch
 from torch import nn
 
 from edgedet.devices.latency import LatencyLUT, layer_key, overhead_key, predict_ms, stem_key
-from edgedet.devices.profile import DeviceProfile, load_profile
+from edgedet.devices.profile import BUILT_DIR, DeviceProfile, get_profile, load_profile
 from edgedet.devices.timing import Timed, make_session, time_interleaved
 from edgedet.export.onnx_export import export_onnx
 from edgedet.export.quantize import quantize_qdq
 from edgedet.io import atomic_write_json, atomic_write_text
-from edgedet.progress import progress_steps, progress_track
+from edgedet.progress import progress_steps, progress_track, stderr
 from edgedet.space.archspec import ArchSpec, sample_arch
 from edgedet.space.backbone import Backbone
 from edgedet.space.blocks import make_op, make_stem
-from edgedet.space.spaces import SearchSpace
+from edgedet.space.spaces import SearchSpace, get_space
 
 PROTOCOL = "interleaved-reference/1"
 
@@ -162,3 +162,11 @@ def _write_profile(settings: BuildSettings, out_dir: Path, lut_file: str) -> Dev
     atomic_write_text(path, profile.to_yaml())
     profile.path = path
     return profile
+
+
+def get_or_build_profile(device: str) -> DeviceProfile:
+    """Resolve a profile; ``host`` is measured here with the default settings the first time it is asked for."""
+    if device == "host" and not (BUILT_DIR / "host" / "profile.yaml").exists():
+        stderr.print("no 'host' profile yet: measuring this machine's LUT (lite0@320, fp32), a few minutes once")
+        return build_lut(BuildSettings("host", get_space("lite0"), 320), BUILT_DIR / "host")
+    return get_profile(device)

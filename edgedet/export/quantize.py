@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 
@@ -33,6 +34,7 @@ def quantize_qdq(model: bytes, calibration: Iterable[np.ndarray], *, nodes_to_ex
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer logs generic advice on the root logger at WARNING
+    ort.set_default_logger_severity(3)  # and its calibration session warns about initializers it prunes
     try:
         with tempfile.TemporaryDirectory(prefix="edgedet-quant-") as tmp:
             out = Path(tmp) / "int8.onnx"

@@ -1,0 +1,116 @@
+"""Detection loss with task-aligned label assignment (TOOD / PP-YOLOE / YOLOv8 style).
+
+Why this assignment: with few training images every positive counts. Each ground-truth box takes the ``top_k``
+candidate points (inside the box, or its centre cell) that best combine classification score and box IoU,
+``score^alpha * IoU^beta``; classification is trained toward that alignment (soft targets, BCE) and boxes with
+CIoU, so the score the detector reports also ranks its box quality, which is what COCO AP rewards.
+Points inside crowd regions that are not positives are ignored by the classification loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import box_iou, complete_box_iou_loss
+
+from edgedet.errors import UsageError
+
+
+def decode_boxes(reg: torch.Tensor, points: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
+    """(B, N, 4) raw regression -> (B, N, 4) xyxy boxes in model pixels (same maths as the numpy decode)."""
+    distances = reg.clamp(max=10.0).exp() * strides[:, None]  # (B, N, 4) l, t, r, b
+    return torch.cat([points - distances[..., :2], points + distances[..., 2:]], -1)
+
+
+def check_targets(targets: list[dict[str, torch.Tensor]], num_classes: int) -> None:
+    """Malformed targets fail here, with the image and the box, not as a NaN many steps later."""
+    for index, target in enumerate(targets):
+        boxes, labels = target["boxes"], target["labels"]
+        if boxes.ndim != 2 or boxes.shape[-1] != 4 or len(labels) != len(boxes):
+            raise UsageError(f"target {index}: boxes must be (N, 4) with N labels, got {tuple(boxes.shape)} boxes "
+                             f"and {len(labels)} labels")
+        bad = ~torch.isfinite(boxes).all(1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        if bad.any():
+            raise UsageError(f"target {index}: degenerate box {boxes[bad][0].tolist()} (need x2 > x1, y2 > y1)")
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise UsageError(f"target {index}: label {labels.max().item()} outside 0..{num_classes - 1}")
+
+
+def _pad(targets: list[dict[str, torch.Tensor]], key: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack per-image box lists into (B, M, 4) with a (B, M) validity mask."""
+    count = max(1, max(len(t[key]) for t in targets))
+    boxes = torch.zeros(len(targets), count, 4, device=device)
+    valid = torch.zeros(len(targets), count, dtype=torch.bool, device=device)
+    for i, target in enumerate(targets):
+        boxes[i, : len(target[key])] = target[key].to(device)
+        valid[i, : len(target[key])] = True
+    return boxes, valid
+
+
+class DetectionLoss:
+    def __init__(self, num_classes: int, *, top_k: int = 10, alpha: float = 0.5, beta: float = 6.0,
+                 box_weight: float = 2.0) -> None:
+        self.num_classes, self.top_k, self.alpha, self.beta, self.box_weight = num_classes, top_k, alpha, beta, box_weight
+
+    @torch.no_grad()
+    def assign(self, scores: torch.Tensor, boxes: torch.Tensor, points: torch.Tensor, strides: torch.Tensor,
+               gt_boxes: torch.Tensor, gt_labels: torch.Tensor, gt_valid: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per point: positive mask (B, N), matched gt index (B, N) and soft classification target (B, N)."""
+        batch, count = gt_labels.shape
+        x, y = points[:, 0], points[:, 1]  # (N,)
+        inside = ((x > gt_boxes[..., 0:1]) & (x < gt_boxes[..., 2:3]) & (y > gt_boxes[..., 1:2])
+                  & (y < gt_boxes[..., 3:4]))  # (B, M, N)
+        centre = (gt_boxes[..., :2] + gt_boxes[..., 2:]) / 2  # (B, M, 2)
+        near_centre = ((points - centre[..., None, :]).abs().amax(-1) < strides)  # (B, M, N): the centre cell
+        candidate = (inside | near_centre) & gt_valid[..., None]
+        iou = torch.stack([box_iou(g, b) for g, b in zip(gt_boxes, boxes)])  # (B, M, N)
+        class_score = scores.gather(2, gt_labels[:, None, :].expand(-1, scores.shape[1], -1)).transpose(1, 2)
+        metric = class_score.pow(self.alpha) * iou.pow(self.beta) * candidate  # (B, M, N)
+        top = metric.topk(min(self.top_k, metric.shape[-1]), dim=-1).indices  # (B, M, k)
+        chosen = torch.zeros_like(candidate).scatter_(-1, top, True) & candidate
+        # a point claimed by several boxes goes to the one it overlaps most
+        overlap = torch.where(chosen, iou, torch.full_like(iou, -1.0))
+        best_gt = overlap.argmax(1)  # (B, N)
+        positive = chosen.any(1)  # (B, N)
+        chosen = chosen & (torch.arange(count, device=iou.device)[None, :, None] == best_gt[:, None, :])
+        aligned = metric * chosen
+        norm = aligned.amax(-1, keepdim=True).clamp(min=1e-9)  # (B, M, 1): each box's best point gets its IoU
+        target = (aligned / norm * (iou * chosen).amax(-1, keepdim=True)).amax(1)  # (B, N)
+        return positive, best_gt, target
+
+    def __call__(self, raw: torch.Tensor, points: torch.Tensor, strides: torch.Tensor,
+                 targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """``raw`` (B, N, 4 + K) head output -> {"loss_cls", "loss_box"} (their sum is what to minimise)."""
+        reg, logits = raw[..., :4], raw[..., 4:]
+        boxes = decode_boxes(reg, points, strides)
+        gt_boxes, gt_valid = _pad(targets, "boxes", raw.device)
+        gt_labels = torch.zeros(gt_valid.shape, dtype=torch.long, device=raw.device)
+        for i, target in enumerate(targets):
+            gt_labels[i, : len(target["labels"])] = target["labels"].to(raw.device)
+        positive, best_gt, soft = self.assign(logits.detach().sigmoid(), boxes.detach(), points, strides,
+                                                 gt_boxes, gt_labels, gt_valid)
+        cls_target = torch.zeros_like(logits)
+        point_labels = gt_labels.gather(1, best_gt)  # (B, N)
+        cls_target.scatter_(2, point_labels[..., None], (soft * positive)[..., None])
+        weight = (~self._in_crowd(targets, points, raw.device) | positive).float()[..., None]  # (B, N, 1)
+        norm = soft.sum().clamp(min=1.0)
+        loss_cls = (F.binary_cross_entropy_with_logits(logits, cls_target, reduction="none") * weight).sum() / norm
+        if positive.any():
+            matched = gt_boxes.gather(1, best_gt[..., None].expand(-1, -1, 4))[positive]  # (P, 4)
+            box_losses = complete_box_iou_loss(boxes[positive], matched, reduction="none")
+            loss_box = (box_losses * soft[positive]).sum() / norm
+        else:
+            loss_box = boxes.sum() * 0.0
+        return {"loss_cls": loss_cls, "loss_box": self.box_weight * loss_box}
+
+    @staticmethod
+    def _in_crowd(targets: list[dict[str, torch.Tensor]], points: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """(B, N) points inside any crowd region of their image."""
+        if not any(len(t.get("crowd_boxes", ())) for t in targets):
+            return torch.zeros(len(targets), len(points), dtype=torch.bool, device=device)
+        crowd, valid = _pad([{"crowd_boxes": t.get("crowd_boxes", torch.zeros(0, 4))} for t in targets],
+                            "crowd_boxes", device)
+        x, y = points[:, 0], points[:, 1]
+        inside = ((x > crowd[..., 0:1]) & (x < crowd[..., 2:3]) & (y > crowd[..., 1:2]) & (y < crowd[..., 3:4]))
+        return (inside & valid[..., None]).any(1)

@@ -1,0 +1,73 @@
+"""The Detector: one contract for training, evaluation and export.
+
+- ``model(images, targets)`` in training mode returns a dict of losses;
+- ``model(images)`` in eval mode returns one ``Detections`` per image (boxes in model-input pixels);
+- ``model.raw(images)`` returns the head tensor ``(B, N, 4 + K)`` that ONNX exports.
+
+Images are float RGB in 0..255, letterboxed to the ArchSpec's input size; the model normalises them itself, so the
+exported graph takes what the camera gives.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.ops import batched_nms
+
+from edgedet.detect.head import SharedHead
+from edgedet.detect.loss import DetectionLoss, check_targets, decode_boxes
+from edgedet.detect.neck import PANLite
+from edgedet.runtime.detections import Detections
+from edgedet.runtime.postprocess import anchor_points
+from edgedet.space.archspec import ArchSpec
+from edgedet.space.backbone import Backbone
+
+INPUT_MEAN, INPUT_SCALE = 127.0, 128.0  # what the EfficientNet-Lite0 weights were trained with
+
+
+class Detector(nn.Module):
+    def __init__(self, arch: ArchSpec, num_classes: int, *, neck_channels: int = 96, pretrained: bool = False) -> None:
+        super().__init__()
+        self.arch, self.num_classes = arch, num_classes
+        self.backbone = Backbone(arch)
+        if pretrained:
+            from edgedet.space.pretrained import inherit_lite0
+
+            inherit_lite0(self.backbone)
+        act = arch.search_space.act
+        self.neck = PANLite(self.backbone.out_channels, neck_channels, act=act)
+        self.head = SharedHead(neck_channels, num_classes, act=act)
+        self.loss = DetectionLoss(num_classes)
+        points, strides = anchor_points(arch.imgsz)
+        self.register_buffer("points", torch.from_numpy(points), persistent=False)
+        self.register_buffer("strides", torch.from_numpy(strides), persistent=False)
+
+    def raw(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) RGB 0..255 -> (B, N, 4 + K) raw head output."""
+        x = (images - INPUT_MEAN) / INPUT_SCALE
+        return self.head(self.neck(self.backbone(x)))
+
+    def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None
+                ) -> dict[str, torch.Tensor] | list[Detections]:
+        if self.training:
+            if targets is None:
+                raise ValueError("training mode needs targets: model(images, targets)")
+            check_targets(targets, self.num_classes)
+            return self.loss(self.raw(images), self.points, self.strides, targets)
+        return [self.decode(r) for r in self.raw(images)]
+
+    @torch.no_grad()
+    def decode(self, raw: torch.Tensor, *, conf: float = 0.05, iou: float = 0.6, pre_nms: int = 1000,
+               max_det: int = 100) -> Detections:
+        """Torch twin of ``edgedet.runtime.postprocess.decode`` (tested equal), for one image's ``(N, 4 + K)``."""
+        logits = raw[:, 4:]
+        threshold = torch.logit(torch.tensor(conf)).item()
+        best = logits.max(1).values
+        candidates = torch.nonzero(best > threshold).squeeze(1)
+        candidates = candidates[best[candidates].argsort(descending=True, stable=True)[:pre_nms]]
+        point_idx, labels = torch.nonzero(logits[candidates] > threshold, as_tuple=True)
+        point_idx = candidates[point_idx]
+        boxes = decode_boxes(raw[point_idx, :4][None], self.points[point_idx], self.strides[point_idx])[0]
+        scores = logits[point_idx, labels].sigmoid()
+        keep = batched_nms(boxes, scores, labels, iou)[:max_det]
+        return Detections(boxes[keep].cpu().numpy(), scores[keep].cpu().numpy(), labels[keep].cpu().numpy())

@@ -1,0 +1,53 @@
+"""Evaluate any predictor on a COCO-format split, reading images exactly as deployment does (OpenCV, BGR).
+
+A predictor is a callable ``image_bgr -> Detections`` in original-image pixels; the torch checkpoint, the ONNX FP32
+and the ONNX INT8 models all go through this one loop, so their numbers are comparable. Torch-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgedet.errors import UsageError
+from edgedet.evaluate.coco_eval import EvalReport, detections_to_coco, evaluate_coco
+from edgedet.progress import progress_track
+from edgedet.runtime.detections import Detections
+
+Predictor = Callable[[np.ndarray], Detections]
+
+
+def category_ids_for(coco, class_names: list[str]) -> list[int]:
+    """The dataset's COCO category id of each of the model's classes (matched by name)."""
+    by_name = {c["name"]: c["id"] for c in coco.loadCats(coco.getCatIds())}
+    missing = [name for name in class_names if name not in by_name]
+    if missing:
+        raise UsageError(f"the evaluation data has no categories named {', '.join(missing)}: "
+                         "evaluate on data with the classes the model was trained on")
+    return [by_name[name] for name in class_names]
+
+
+def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, class_names: list[str], *,
+                       max_images: int | None = None) -> EvalReport:
+    """Run ``predict`` on every image of the split (or the first ``max_images``) and score it with COCOeval."""
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(annotations))
+    category_ids = category_ids_for(coco, class_names)
+    image_ids = sorted(coco.getImgIds())[:max_images]
+    results, evaluated = [], []
+    for image_id in progress_track(image_ids, f"evaluating {len(image_ids)} images"):
+        image = cv2.imread(str(images / coco.imgs[image_id]["file_name"]), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        results += detections_to_coco(image_id, predict(image), category_ids)
+        evaluated.append(image_id)
+    if not evaluated:
+        raise UsageError(f"no readable images in {images}")
+    return evaluate_coco(coco, results, image_ids=evaluated, category_ids=category_ids, class_names=class_names)

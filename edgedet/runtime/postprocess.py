@@ -1,0 +1,78 @@
+"""Decoding the raw head output and NMS, in numpy: shared by ONNX evaluation and the camera loop.
+
+Raw head layout, one tensor ``(B, N, 4 + K)``: for every anchor point of the stride-8, 16 and 32 grids in turn
+(row-major), 4 box-regression values then K class logits. The box is ``(cx - l, cy - t, cx + r, cy + b)`` with
+``(l, t, r, b) = exp(reg) * stride`` around the point centre ``((x + 0.5) * stride, (y + 0.5) * stride)``; class
+scores are ``sigmoid(logit)``. The torch path in ``edgedet.detect`` implements the same and is tested equal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgedet.runtime.detections import Detections
+
+STRIDES = (8, 16, 32)
+REG_CLIP = 10.0  # exp() of more than this is no box
+
+
+def anchor_points(imgsz: int, strides: tuple[int, ...] = STRIDES) -> tuple[np.ndarray, np.ndarray]:
+    """((N, 2) point centres in model pixels, (N,) their strides), in the head's output order."""
+    centres, point_strides = [], []
+    for stride in strides:
+        cells = imgsz // stride
+        ys, xs = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
+        centres.append((np.stack([xs, ys], -1).reshape(-1, 2) + 0.5) * stride)
+        point_strides.append(np.full(cells * cells, stride))
+    return np.concatenate(centres).astype(np.float32), np.concatenate(point_strides).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS; indices of the kept boxes by descending score (as torchvision.ops.nms)."""
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        w = (np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest])).clip(0)
+        h = (np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest])).clip(0)
+        inter = w * h
+        iou = inter / (areas[best] + areas[rest] - inter + 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.array(keep, dtype=np.int64)
+
+
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Per-class NMS by offsetting each class's boxes apart (torchvision's trick)."""
+    if boxes.size == 0:
+        return np.zeros(0, np.int64)
+    offsets = labels.astype(np.float32)[:, None] * (boxes.max() + 1)
+    return nms(boxes + offsets, scores, iou_threshold)
+
+
+def decode(raw: np.ndarray, points: np.ndarray, strides: np.ndarray, *, conf: float = 0.05, iou: float = 0.6,
+           pre_nms: int = 1000, max_det: int = 100) -> Detections:
+    """One image's raw head output ``(N, 4 + K)`` -> detections in model-input pixels."""
+    logits = raw[:, 4:]
+    best = logits.max(1)
+    candidates = np.nonzero(best > np.log(conf / (1 - conf)))[0]  # sigmoid(x) > conf, before any exp
+    candidates = candidates[np.argsort(-best[candidates], kind="stable")[:pre_nms]]
+    point_idx, labels = np.nonzero(logits[candidates] > np.log(conf / (1 - conf)))
+    point_idx = candidates[point_idx]
+    if point_idx.size == 0:
+        return Detections.empty()
+    scores = 1 / (1 + np.exp(-logits[point_idx, labels]))
+    distances = np.exp(np.minimum(raw[point_idx, :4], REG_CLIP)) * strides[point_idx, None]  # (M, 4) l, t, r, b
+    centre = points[point_idx]
+    boxes = np.concatenate([centre - distances[:, :2], centre + distances[:, 2:]], 1)
+    keep = batched_nms(boxes, scores, labels, iou)[:max_det]
+    return Detections(boxes[keep].astype(np.float32), scores[keep].astype(np.float32), labels[keep].astype(np.int64))
+
+
+def to_original(detections: Detections, scale: float, orig_size: tuple[int, int]) -> Detections:
+    """Undo the letterbox: model-input pixels -> original-image pixels, clipped to the image."""
+    height, width = orig_size
+    boxes = (detections.boxes_xyxy / scale).clip(0, [width, height, width, height]).astype(np.float32)
+    return Detections(boxes, detections.scores, detections.labels)

@@ -1,0 +1,25 @@
+"""Letterbox: the one input geometry of training, evaluation, export and the camera loop.
+
+Resize so the longer side equals ``imgsz`` (aspect kept, bilinear), pad right and bottom with 114 to a square.
+A box in model pixels maps back to the original image as ``box / scale``. The model takes float RGB in 0..255,
+NCHW, and normalises inside its graph.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 114
+
+
+def letterbox(image_bgr: np.ndarray, imgsz: int) -> tuple[np.ndarray, float]:
+    """(H, W, 3) uint8 BGR image -> ((1, 3, imgsz, imgsz) float32 RGB 0..255, scale)."""
+    height, width = image_bgr.shape[:2]
+    scale = imgsz / max(height, width)
+    new_w, new_h = min(imgsz, round(width * scale)), min(imgsz, round(height * scale))
+    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    canvas = np.full((imgsz, imgsz, 3), PAD_VALUE, np.uint8)
+    canvas[:new_h, :new_w] = resized
+    rgb = canvas[:, :, ::-1].transpose(2, 0, 1)  # (3, S, S)
+    return np.ascontiguousarray(rgb, dtype=np.float32)[None], scale

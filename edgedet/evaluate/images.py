@@ -16,10 +16,11 @@ import numpy as np
 
 from edgedet.errors import UsageError
 from edgedet.evaluate.coco_eval import EvalReport, detections_to_coco, evaluate_coco
-from edgedet.progress import progress_track
+from edgedet.progress import progress_track, stderr
 from edgedet.runtime.detections import Detections
 
 Predictor = Callable[[np.ndarray], Detections]
+READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # COCO boxes refer to the stored pixels, not EXIF
 
 
 def category_ids_for(coco, class_names: list[str]) -> list[int]:
@@ -33,21 +34,26 @@ def category_ids_for(coco, class_names: list[str]) -> list[int]:
 
 
 def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, class_names: list[str], *,
-                       max_images: int | None = None) -> EvalReport:
-    """Run ``predict`` on every image of the split (or the first ``max_images``) and score it with COCOeval."""
+                       max_images: int | None = None) -> tuple[EvalReport, list[dict]]:
+    """Run ``predict`` on every image of the split (or the first ``max_images``); the COCOeval report and the
+    detections in COCO results format."""
     from pycocotools.coco import COCO
 
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(annotations))
     category_ids = category_ids_for(coco, class_names)
     image_ids = sorted(coco.getImgIds())[:max_images]
-    results, evaluated = [], []
+    results, evaluated, unreadable = [], [], 0
     for image_id in progress_track(image_ids, f"evaluating {len(image_ids)} images"):
-        image = cv2.imread(str(images / coco.imgs[image_id]["file_name"]), cv2.IMREAD_COLOR)
+        image = cv2.imread(str(images / coco.imgs[image_id]["file_name"]), READ_FLAGS)
         if image is None:
+            unreadable += 1
             continue
         results += detections_to_coco(image_id, predict(image), category_ids)
         evaluated.append(image_id)
     if not evaluated:
         raise UsageError(f"no readable images in {images}")
-    return evaluate_coco(coco, results, image_ids=evaluated, category_ids=category_ids, class_names=class_names)
+    if unreadable:
+        stderr.print(f"warning: skipped {unreadable} of {len(image_ids)} images that could not be read")
+    report = evaluate_coco(coco, results, image_ids=evaluated, category_ids=category_ids, class_names=class_names)
+    return report, results

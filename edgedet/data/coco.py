@@ -1,0 +1,225 @@
+"""COCO-format detection data: a split's annotation file and images as a torch ``Dataset``.
+
+Layout (what a COCO 2017 download unpacks to; ``edgedet data synthetic`` and ``coco-subset`` write the same)::
+
+    ROOT/annotations/instances_<split>.json     # COCO JSON: images, annotations (bbox = x, y, w, h), categories
+    ROOT/<split>/<file_name>                    # the images named in it
+
+A split may be named in short: ``train`` finds ``instances_train2017.json`` when that is the only match.
+
+``dataset[i]`` is ``(image, target)``: ``image`` a ``tv_tensors.Image`` uint8 (3, H, W) RGB (grey, palette and RGBA
+files become RGB); after ``edgedet.data.transforms`` H = W = imgsz. ``target``::
+
+    boxes        tv_tensors.BoundingBoxes (N, 4) float32 XYXY in image pixels, canvas_size (H, W)
+    labels       int64 (N,): 0..K-1, index into dataset.class_names / dataset.category_ids
+    crowd_boxes  tv_tensors.BoundingBoxes (M, 4): iscrowd=1 regions; not targets, predictions inside are ignored
+    image_id     int, the COCO image id
+    orig_size    (h, w) of the image file
+    scale        float: model pixels per original pixel (the letterbox scale; 1.0 without transforms),
+                 so a predicted box maps back to the original image as box / scale
+
+Boxes are clipped to the image and those under 1 px wide or high are dropped at load. Images without annotations
+are kept as negatives. Image files that are missing or cannot be opened are found once, at construction, skipped,
+and counted in one warning line, so a DataLoader worker never meets them.
+During transforms crowd boxes travel in ``boxes`` with label -1 (``CROWD``): every box-aware transform and
+``SanitizeBoundingBoxes`` keeps them aligned with the other boxes, and ``__getitem__`` splits them out afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import io
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from pycocotools.coco import COCO
+from torchvision import tv_tensors
+
+from edgedet.errors import EdgedetError, UsageError
+from edgedet.progress import progress_track, stderr
+
+CROWD = -1  # label of crowd boxes while transforms run
+Sample = tuple[tv_tensors.Image, dict[str, Any]]
+
+
+def find_split(root: Path, split: str) -> tuple[Path, Path]:
+    """``(annotation file, image folder)`` of a split; ``train`` resolves to ``train2017`` when that is what exists."""
+    root = Path(root)
+    ann_dir = root / "annotations"
+    exact = ann_dir / f"instances_{split}.json"
+    matches = [exact] if exact.is_file() else sorted(ann_dir.glob(f"instances_*{split}*.json"))
+    if len(matches) != 1:
+        found = ", ".join(sorted(p.name for p in ann_dir.glob("instances_*.json"))) or "none"
+        raise UsageError(f"{'several' if matches else 'no'} annotation files for split '{split}' in {ann_dir} "
+                         f"(found: {found}); expected ROOT/annotations/instances_<split>.json and ROOT/<split>/")
+    images = root / matches[0].stem.removeprefix("instances_")
+    if not images.is_dir():
+        raise UsageError(f"no image folder {images} for {matches[0]}: COCO layout keeps a split's images in "
+                         "ROOT/<split>/")
+    return matches[0], images
+
+
+def load_coco(ann_file: Path) -> COCO:
+    """pycocotools' COCO object, without its prints on stdout (which carries our tables)."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return COCO(str(ann_file))
+    except (ValueError, KeyError) as err:
+        raise UsageError(f"{ann_file} is not a COCO annotation file ({err!r}): check or re-download it") from err
+
+
+def select_categories(coco: COCO, classes: list[str] | None) -> tuple[list[int], list[str]]:
+    """(category ids, names) in label order: the given class names in their order, else every category by id."""
+    by_name = {c["name"]: c["id"] for c in coco.loadCats(coco.getCatIds())}
+    if not classes:
+        return sorted(by_name.values()), [coco.cats[i]["name"] for i in sorted(by_name.values())]
+    for name, count in Counter(classes).items():
+        if name not in by_name:
+            close = difflib.get_close_matches(name, by_name, n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise UsageError(f"unknown class '{name}'.{hint} Known: {', '.join(by_name)}")
+        if count > 1:
+            raise UsageError(f"class '{name}' given {count} times: list each class once")
+    return [by_name[name] for name in classes], list(classes)
+
+
+@dataclass(frozen=True)
+class _Record:
+    image_id: int
+    path: Path
+    boxes: np.ndarray  # (N, 4) float32 xyxy, clipped, at least 1 px each way
+    labels: np.ndarray  # (N,) int64, CROWD for crowd regions
+
+
+def _check_image(path: Path) -> tuple[int, int] | None:
+    """(height, width) from the file header, or None when it is missing or not an image (cheap: no decoding)."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+            return image.height, image.width
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _xyxy(anns: list[dict], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """COCO xywh -> xyxy clipped to the image; the mask of boxes at least 1 px wide and high."""
+    xywh = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
+    boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    boxes = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
+    keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+    return boxes, keep
+
+
+def _records(coco: COCO, image_dir: Path, category_ids: list[int]) -> list[_Record]:
+    """One record per readable image; unreadable ones are counted in one warning line."""
+    label_of = {cat: label for label, cat in enumerate(category_ids)}
+    records, bad = [], []
+    image_ids = sorted(coco.getImgIds())
+    for image_id in progress_track(image_ids, "checking images"):
+        path = image_dir / coco.imgs[image_id]["file_name"]
+        size = _check_image(path)
+        if size is None:
+            bad.append(path)
+            continue
+        anns = [a for a in coco.imgToAnns[image_id] if a["category_id"] in label_of]
+        boxes, keep = _xyxy(anns, *size)
+        labels = np.array([CROWD if a.get("iscrowd") else label_of[a["category_id"]] for a in anns], np.int64)
+        records.append(_Record(image_id, path, boxes[keep], labels[keep]))
+    if bad:
+        stderr.print(f"warning: skipped {len(bad)} of {len(image_ids)} images that could not be read "
+                     f"(first: {bad[0]})", markup=False, highlight=False, soft_wrap=True)
+    return records
+
+
+class CocoDetection(torch.utils.data.Dataset):
+    """A COCO split as ``(image, target)`` samples (see the module docstring), optionally restricted to some classes.
+
+    ``classes`` (COCO names, e.g. ``["person", "car"]``) keeps those categories only, labelled 0..K-1 in that order.
+    ``category_ids[label]`` is the original COCO id and ``coco`` the split's pycocotools object, for evaluation.
+    """
+
+    def __init__(self, root: Path, split: str, *, classes: list[str] | None = None,
+                 transforms: Callable[[tv_tensors.Image, dict[str, Any]], Sample] | None = None) -> None:
+        self.ann_file, self.image_dir = find_split(root, split)
+        self.coco = load_coco(self.ann_file)
+        self.category_ids, self.class_names = select_categories(self.coco, classes)
+        self.transforms = transforms
+        self._records = _records(self.coco, self.image_dir, self.category_ids)
+        self.image_ids = [r.image_id for r in self._records]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index: int) -> Sample:
+        record = self._records[index]
+        image = self._read(record.path)
+        height, width = image.shape[-2:]
+        target = {
+            "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(record.boxes), format="XYXY",
+                                              canvas_size=(height, width)),
+            "labels": torch.from_numpy(record.labels),
+            "image_id": record.image_id,
+            "orig_size": (height, width),
+            "scale": 1.0,
+        }
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, _split_crowd(target)
+
+    def _read(self, path: Path) -> tv_tensors.Image:
+        try:
+            with Image.open(path) as image:
+                rgb = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8; grey, palette, RGBA become RGB
+        except (OSError, SyntaxError, ValueError) as err:
+            raise EdgedetError(f"could not decode {path} ({err}): replace the file or remove it from "
+                               f"{self.ann_file}") from err
+        return tv_tensors.Image(torch.from_numpy(rgb.copy()).permute(2, 0, 1))  # (3, H, W)
+
+
+def _split_crowd(target: dict[str, Any]) -> dict[str, Any]:
+    """Move the boxes labelled CROWD from ``boxes``/``labels`` to ``crowd_boxes``."""
+    boxes, labels = target["boxes"], target["labels"]
+    crowd = labels == CROWD
+    return target | {"boxes": tv_tensors.wrap(boxes[~crowd], like=boxes), "labels": labels[~crowd],
+                     "crowd_boxes": tv_tensors.wrap(boxes[crowd], like=boxes)}
+
+
+def collate(batch: list[Sample]) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """DataLoader ``collate_fn``: images stacked to (B, 3, S, S) in their dtype (uint8), targets a list of dicts
+    with plain tensors (tv_tensor subclasses do not survive every op a loss applies)."""
+    images, targets = zip(*batch)
+    if len({tuple(image.shape) for image in images}) > 1:
+        raise UsageError("collate needs images of one size: give the dataset eval_transforms(imgsz) or "
+                         "train_transforms(imgsz) from edgedet.data.transforms")
+    plain = [{k: v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
+             for t in targets]
+    return torch.stack([image.as_subclass(torch.Tensor) for image in images]), plain  # (B, 3, S, S)
+
+
+def split_stats(root: Path, split: str) -> dict[str, Any]:
+    """Counts from the annotation file alone (no image is opened): images, annotations, crowd regions, images
+    without any annotation, and per class the objects (crowd regions aside) and the images showing them."""
+    ann_file, _ = find_split(root, split)
+    data = json.loads(ann_file.read_text())
+    anns = data.get("annotations", [])
+    objects = [a for a in anns if not a.get("iscrowd")]
+    per_class = Counter(a["category_id"] for a in objects)
+    images_per_class = Counter(cat for cat, _ in {(a["category_id"], a["image_id"]) for a in objects})
+    classes = [{"id": c["id"], "name": c["name"], "annotations": per_class[c["id"]],
+                "images": images_per_class[c["id"]]} for c in sorted(data.get("categories", []), key=lambda c: c["id"])]
+    return {
+        "annotation_file": str(ann_file),
+        "images": len(data.get("images", [])),
+        "annotations": len(anns),
+        "crowd": sum(1 for a in anns if a.get("iscrowd")),
+        "negatives": len({i["id"] for i in data.get("images", [])} - {a["image_id"] for a in anns}),
+        "classes": classes,
+    }

@@ -1,0 +1,1 @@
+"""Training: the engine (one loop for search baselines and final models) and resumable checkpoints."""

@@ -1,0 +1,291 @@
+"""The training engine: AdamW/SGD with warm-up + cosine, EMA weights, gradient clipping, per-epoch atomic
+checkpoints, exact ``--resume``, Ctrl-C that saves, best checkpoint by val AP, CSV (and TensorBoard) logs.
+
+Run folder (``runs/train/<name>/``): ``config.json`` (resolved settings), ``last.pt``, ``best.pt``, ``log.csv``.
+Multi-GPU: launch with ``torchrun --nproc_per_node N -m edgedet train ...``; with ``WORLD_SIZE`` set the engine
+wraps the model in DistributedDataParallel and shards the data, and rank 0 alone evaluates and saves.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from edgedet import __version__
+from edgedet.data.coco import CocoDetection, collate, find_split
+from edgedet.data.transforms import train_transforms
+from edgedet.detect.model import Detector
+from edgedet.detect.predict import TorchPredictor
+from edgedet.errors import EdgedetError, UsageError
+from edgedet.evaluate.images import evaluate_predictor
+from edgedet.io import atomic_write_json
+from edgedet.progress import stderr
+from edgedet.space.archspec import ArchSpec
+from edgedet.train.checkpoint import read_checkpoint, save_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; saved with the run, so any result can be traced and resumed."""
+
+    arch: str = "lite0@320"  # ArchSpec string or arch.json path
+    data: str = ""  # COCO-format folder (annotations/ + image folders)
+    classes: list[str] | None = None  # category subset, e.g. ["person"]; None = all
+    imgsz: int | None = None  # overrides the ArchSpec's input size
+    epochs: int = 60
+    batch: int = 16
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 2.0
+    min_lr_ratio: float = 0.05  # cosine ends at lr * this
+    ema_decay: float = 0.998
+    grad_clip: float = 10.0
+    pretrained: bool = True  # ImageNet Lite0 weights where the space allows
+    neck_channels: int = 96
+    workers: int = 2
+    seed: int = 0
+    eval_every: int = 5  # epochs; the last epoch is always evaluated
+    max_eval_images: int | None = None
+    device: str = "auto"  # auto | cpu | cuda
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Unknown keys fail with the closest known one (a typo must not silently change nothing)."""
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                raise UsageError(f"unknown training setting '{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        config = cls(**values)
+        if config.optimizer not in ("adamw", "sgd"):
+            raise UsageError(f"optimizer '{config.optimizer}': use adamw or sgd")
+        if config.epochs < 1 or config.batch < 1:
+            raise UsageError("epochs and batch must be at least 1")
+        return config
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device-type cuda: no CUDA device here; use auto or cpu")
+    return torch.device(name)
+
+
+def ema_avg_fn(decay: float):
+    """EMA whose decay ramps up over the first updates, so early evaluations are not stuck near the init."""
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+        d = decay * (1 - math.exp(-float(updates) / 200.0))
+        return d * averaged + (1 - d) * current
+
+    return average
+
+
+def lr_lambda(config: TrainConfig, steps_per_epoch: int):
+    warmup = max(1, int(config.warmup_epochs * steps_per_epoch))
+    total = max(warmup + 1, config.epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.01 + 0.99 * step / warmup
+        progress = (step - warmup) / (total - warmup)
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on BN parameters, biases and scales: decaying them only hurts."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        (decay if param.ndim > 1 else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@dataclass
+class Trainer:
+    config: TrainConfig
+    run_dir: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_ap: float = -1.0
+    start_epoch: int = 0
+
+    def __post_init__(self) -> None:
+        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if self.distributed:
+            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            self.rank = torch.distributed.get_rank()
+            if torch.cuda.is_available():
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        else:
+            self.rank = 0
+        self.device = select_device(self.config.device)
+        torch.manual_seed(self.config.seed)
+        random.seed(self.config.seed)
+        np.random.seed(self.config.seed)
+        self.arch = ArchSpec.load(self.config.arch)
+        if self.config.imgsz:
+            self.arch = self.arch.with_imgsz(self.config.imgsz)
+        data = Path(self.config.data)
+        self.train_set = CocoDetection(data, "train", classes=self.config.classes,
+                                       transforms=train_transforms(self.arch.imgsz))
+        self.val_annotations, self.val_images = find_split(data, "val")
+        if len(self.train_set) == 0:
+            raise UsageError(f"{data}: the training split has no readable images")
+        pretrained = self.config.pretrained and self.arch.space == "lite0" and self.arch.width_mult == 1.0
+        self.model = Detector(self.arch, len(self.train_set.class_names), neck_channels=self.config.neck_channels,
+                              pretrained=pretrained).to(self.device)
+        self.ema = AveragedModel(self.model, avg_fn=ema_avg_fn(self.config.ema_decay), use_buffers=True)
+        groups = param_groups(self.model, self.config.weight_decay)
+        if self.config.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(groups, lr=self.config.lr)
+        else:
+            self.optimizer = torch.optim.SGD(groups, lr=self.config.lr, momentum=0.9, nesterov=True)
+        self.sampler = DistributedSampler(self.train_set, seed=self.config.seed) if self.distributed else None
+        self.loader = DataLoader(self.train_set, batch_size=self.config.batch, shuffle=self.sampler is None,
+                                 sampler=self.sampler, num_workers=self.config.workers, collate_fn=collate,
+                                 drop_last=len(self.train_set) > self.config.batch,
+                                 generator=torch.Generator(), persistent_workers=False)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.config, len(self.loader)))
+        self.net = (torch.nn.parallel.DistributedDataParallel(self.model) if self.distributed else self.model)
+
+    # --- state -------------------------------------------------------------------------------------------------
+    def state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "ema": self.ema.module.state_dict(),
+            "ema_updates": int(self.ema.n_averaged), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "epoch": epoch, "arch": self.arch.to_json(),
+            "config": asdict(self.config), "class_names": self.train_set.class_names,
+            "category_ids": self.train_set.category_ids, "history": self.history, "best_ap": self.best_ap,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "version": __version__,
+        }
+
+    def resume(self, path: Path) -> None:
+        state = read_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        self.ema.module.load_state_dict(state["ema"])
+        self.ema.n_averaged.fill_(state["ema_updates"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history, self.best_ap, self.start_epoch = state["history"], state["best_ap"], state["epoch"]
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        stderr.print(f"resuming {path} after epoch {self.start_epoch}")
+
+    # --- loop --------------------------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.net.train()
+        self.loader.generator.manual_seed(self.config.seed + epoch)  # same order and augmentation on resume
+        if self.sampler:
+            self.sampler.set_epoch(epoch)
+        totals: dict[str, float] = {}
+        seen, start = 0, time.perf_counter()
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   TextColumn("{task.fields[status]}"))
+        with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal or self.rank) as bar:
+            task = bar.add_task(f"epoch {epoch + 1}/{self.config.epochs}", total=len(self.loader), status="")
+            for images, targets in self.loader:
+                images = images.to(self.device, non_blocking=True).float()
+                targets = [{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+                losses = self.net(images, targets)
+                loss = sum(losses.values())
+                if not torch.isfinite(loss):
+                    raise EdgedetError(f"loss became {loss.item()} at epoch {epoch + 1}: lower --lr or check the data")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.ema.update_parameters(self.model)
+                seen += len(images)
+                for key, value in losses.items():
+                    totals[key] = totals.get(key, 0.0) + value.item() * len(images)
+                rate = seen / (time.perf_counter() - start)
+                bar.update(task, advance=1, status=" ".join(f"{k[5:]} {v / seen:.3f}" for k, v in totals.items())
+                           + f" {rate:.1f} img/s")
+        elapsed = time.perf_counter() - start
+        return {**{k: v / max(seen, 1) for k, v in totals.items()}, "images_per_s": seen / elapsed,
+                "epoch_s": elapsed, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def evaluate(self) -> dict[str, float]:
+        report, _ = evaluate_predictor(TorchPredictor(self.ema.module), self.val_annotations, self.val_images,
+                                    self.train_set.class_names, max_images=self.config.max_eval_images)
+        self.ema.module.train()
+        return {"AP": report.metrics["AP"], "AP50": report.metrics["AP50"]}
+
+    def log(self, row: dict[str, Any]) -> None:
+        path = self.run_dir / "log.csv"
+        keys = ["epoch", "loss_cls", "loss_box", "lr", "images_per_s", "epoch_s", "AP", "AP50"]
+        new = not path.exists()
+        with path.open("a", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=keys, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.writer:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, float):
+                    self.writer.add_scalar(key, value, row["epoch"])
+
+    def fit(self) -> dict[str, Any]:
+        """Train to ``config.epochs``; returns the final metrics. Ctrl-C saves ``last.pt`` and re-raises."""
+        self.writer = None
+        if self.rank == 0:
+            atomic_write_json(self.run_dir / "config.json", asdict(self.config) | {"arch": str(self.arch)})
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(self.run_dir / "tb"))
+            except ImportError:
+                pass
+        epoch = self.start_epoch
+        try:
+            for epoch in range(self.start_epoch, self.config.epochs):
+                row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+                last = epoch + 1 == self.config.epochs
+                if self.rank == 0 and (last or (epoch + 1) % self.config.eval_every == 0):
+                    row |= self.evaluate()
+                    if row["AP"] > self.best_ap:
+                        self.best_ap = row["AP"]
+                        save_checkpoint(self.run_dir / "best.pt", self.state(epoch + 1))
+                self.history.append(row)
+                if self.rank == 0:
+                    self.log(row)
+                    save_checkpoint(self.run_dir / "last.pt", self.state(epoch + 1))
+                    shown = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+                    stderr.print(shown, highlight=False)
+        except KeyboardInterrupt:
+            if self.rank == 0:
+                save_checkpoint(self.run_dir / "last.pt", self.state(epoch))
+                stderr.print(f"interrupted: saved {self.run_dir / 'last.pt'}; continue with --resume")
+            raise
+        return self.history[-1] if self.history else {}
+
+
+def train(config: TrainConfig, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
+    """Train (or resume) into ``run_dir``; returns the last epoch's metrics."""
+    trainer = Trainer(config, run_dir)
+    if resume:
+        last = run_dir / "last.pt"
+        if not last.exists():
+            raise UsageError(f"--resume: no {last} to resume from; drop --resume to start fresh")
+        trainer.resume(last)
+    return trainer.fit()

@@ -42,7 +42,8 @@ def main() -> None:
         results[precision] = summarize(rows, speed) | {"build_seconds": built, "rows": rows_json(rows)}
 
     table = Table("precision", "samples", "within ±10%", "Spearman (LUT)", "Spearman (MACs)", "mean |err| %",
-                  "max |err| %", "median ms", "LUT build s", title=f"{args.space}@{args.imgsz}, {args.threads} thread(s)")
+                  "max |err| %", "median ms", "LUT build s",
+                  title=f"{args.space}@{args.imgsz}, {args.threads} thread(s)")
     for precision, r in results.items():
         table.add_row(precision, str(r["samples"]), f"{r['within_10pct']:.0%}", f"{r['spearman']:.3f}",
                       f"{r['flops_spearman']:.3f}", f"{r['mean_abs_pct_error']:.1f}", f"{r['max_abs_pct_error']:.1f}",

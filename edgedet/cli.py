@@ -226,8 +226,8 @@ def train_command(
             imgsz=imgsz, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained,
             workers=workers, seed=seed, eval_every=eval_every, device=device_type))
     final = train(config, folder, resume=resume)
-    console.print(f"trained {folder}: AP {final.get('AP', float('nan')):.1f}  AP50 {final.get('AP50', float('nan')):.1f}"
-                  f"  (best.pt, last.pt, log.csv)")
+    ap, ap50 = final.get("AP", float("nan")), final.get("AP50", float("nan"))
+    console.print(f"trained {folder}: AP {ap:.1f}  AP50 {ap50:.1f}  (best.pt, last.pt, log.csv)")
     _write_json(json_out, {k: v for k, v in final.items() if isinstance(v, (int, float))})
 
 
@@ -239,7 +239,7 @@ def eval_command(
     max_images: Annotated[Optional[int], typer.Option(help="Evaluate only the first N images.")] = None,
     conf: Annotated[float, typer.Option(help="Score threshold (low for AP).")] = 0.05,
     name: Annotated[Optional[str], typer.Option(help="Run folder runs/eval/NAME.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Detections JSON (default runs/eval/NAME/detections.json).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Detections JSON (default: in the run folder).")] = None,
     json_out: JsonOut = None,
 ) -> None:
     """COCO evaluation with pycocotools: AP, AP50, AP75, APs/m/l, AR and per-class AP.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -20,24 +19,10 @@ from edgedet.data.transforms import eval_transforms, train_transforms
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.runtime.preprocess import PAD_VALUE, letterbox
 
-COCO_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "coco-mini"
+pytestmark = pytest.mark.usefixtures("one_thread")
 IMGSZ = 160  # small canvases keep the augmentation tests fast
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Per-image tensor ops are small: one thread is faster and steadier than two on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def coco_mini() -> Path:
-    if not COCO_MINI.is_dir():
-        pytest.skip(f"coco-mini not found at {COCO_MINI}")
-    return COCO_MINI
 
 
 def _write_coco(root: Path, split: str, images: list[dict], annotations: list[dict], categories: list[dict]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -18,7 +17,7 @@ from edgedet.space import CANDIDATES, OP_NAMES, ArchSpec, get_space
 from edgedet.space.backbone import Backbone
 from edgedet.space.pretrained import inherit_lite0, lite0_classifier, lite0_normalize, load_lite0_checkpoint
 
-COCO_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "coco-mini"
+pytestmark = pytest.mark.usefixtures("one_thread")
 IMGSZ = 128  # per-layer checks: small and fast
 # COCO categories with ImageNet-1k counterparts -> the ImageNet class indices that count as right.
 IMAGENET_CLASSES: dict[str, set[int]] = {
@@ -32,14 +31,6 @@ CROPS_PER_CATEGORY = 2
 MIN_SIDE = 64  # px: smaller boxes are too blurry at 224
 CONTEXT = 1.2  # crop side / longest box side
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """These tensors are small: one thread is faster and steadier than two on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +60,10 @@ def layer_inputs(pretrained: Backbone) -> list[torch.Tensor]:
     return inputs
 
 
-def coco_crops() -> list[tuple[str, np.ndarray]]:
+def coco_crops(coco_mini: Path) -> list[tuple[str, np.ndarray]]:
     """The largest non-crowd boxes (>= MIN_SIDE px, distinct images) of each category in coco-mini val2017, as
     square 224x224 RGB crops with some context."""
-    if not COCO_MINI.is_dir():
-        pytest.skip(f"coco-mini not found at {COCO_MINI}")
-    data = json.loads((COCO_MINI / "annotations" / "instances_val2017.json").read_text())
+    data = json.loads((coco_mini / "annotations" / "instances_val2017.json").read_text())
     names = {cat["id"]: cat["name"] for cat in data["categories"]}
     files = {image["id"]: image["file_name"] for image in data["images"]}
     boxes = sorted((ann for ann in data["annotations"]
@@ -86,7 +75,7 @@ def coco_crops() -> list[tuple[str, np.ndarray]]:
         for ann in boxes:
             if names[ann["category_id"]] == name and ann["image_id"] not in images:
                 images.append(ann["image_id"])
-                crops.append((name, _square_crop(COCO_MINI / "val2017" / files[ann["image_id"]], ann["bbox"])))
+                crops.append((name, _square_crop(coco_mini / "val2017" / files[ann["image_id"]], ann["bbox"])))
             if len(images) == CROPS_PER_CATEGORY:
                 break
     return crops
@@ -103,8 +92,8 @@ def _square_crop(path: Path, bbox: list[float]) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(crop), (224, 224), interpolation=cv2.INTER_AREA)
 
 
-def test_lite0_classifies_coco_crops(state: dict[str, torch.Tensor]) -> None:
-    crops = coco_crops()
+def test_lite0_classifies_coco_crops(state: dict[str, torch.Tensor], coco_mini: Path) -> None:
+    crops = coco_crops(coco_mini)
     model = lite0_classifier(inherit_lite0(Backbone(ArchSpec.default("lite0", 224)), state), state).eval()
     with torch.no_grad():
         logits = model(torch.stack([lite0_normalize(crop) for _, crop in crops]))  # (N, 1000)

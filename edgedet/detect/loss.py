@@ -2,8 +2,8 @@
 
 Why this assignment: with few training images every positive counts. Each ground-truth box takes the ``top_k``
 candidate points (inside the box, or its centre cell) that best combine classification score and box IoU,
-``score^alpha * IoU^beta``; classification is trained toward that alignment (soft targets, BCE) and boxes with
-CIoU, so the score the detector reports also ranks its box quality, which is what COCO AP rewards.
+``score^alpha * IoU^beta``; classification is trained toward that alignment (soft targets, quality focal loss)
+and boxes with CIoU, so the score the detector reports also ranks its box quality, which is what COCO AP rewards.
 Points inside crowd regions that are not positives are ignored by the classification loss.
 """
 
@@ -20,6 +20,13 @@ def decode_boxes(reg: torch.Tensor, points: torch.Tensor, strides: torch.Tensor)
     """(B, N, 4) raw regression -> (B, N, 4) xyxy boxes in model pixels (same maths as the numpy decode)."""
     distances = reg.clamp(max=10.0).exp() * strides[:, None]  # (B, N, 4) l, t, r, b
     return torch.cat([points - distances[..., :2], points + distances[..., 2:]], -1)
+
+
+def quality_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """GFL's quality focal loss: BCE toward soft targets, scaled by |p - t|^gamma so that the thousands of easy
+    background points stop drowning the few positives (plain BCE needs many more steps than small data gives)."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return bce * (logits.sigmoid() - target).abs().pow(gamma)
 
 
 def check_targets(targets: list[dict[str, torch.Tensor]], num_classes: int) -> None:
@@ -50,7 +57,8 @@ def _pad(targets: list[dict[str, torch.Tensor]], key: str, device: torch.device)
 class DetectionLoss:
     def __init__(self, num_classes: int, *, top_k: int = 10, alpha: float = 0.5, beta: float = 6.0,
                  box_weight: float = 2.0) -> None:
-        self.num_classes, self.top_k, self.alpha, self.beta, self.box_weight = num_classes, top_k, alpha, beta, box_weight
+        self.num_classes, self.top_k, self.box_weight = num_classes, top_k, box_weight
+        self.alpha, self.beta = alpha, beta
 
     @torch.no_grad()
     def assign(self, scores: torch.Tensor, boxes: torch.Tensor, points: torch.Tensor, strides: torch.Tensor,
@@ -95,7 +103,7 @@ class DetectionLoss:
         cls_target.scatter_(2, point_labels[..., None], (soft * positive)[..., None])
         weight = (~self._in_crowd(targets, points, raw.device) | positive).float()[..., None]  # (B, N, 1)
         norm = soft.sum().clamp(min=1.0)
-        loss_cls = (F.binary_cross_entropy_with_logits(logits, cls_target, reduction="none") * weight).sum() / norm
+        loss_cls = (quality_focal_loss(logits, cls_target) * weight).sum() / norm
         if positive.any():
             matched = gt_boxes.gather(1, best_gt[..., None].expand(-1, -1, 4))[positive]  # (P, 4)
             box_losses = complete_box_iou_loss(boxes[positive], matched, reduction="none")

@@ -27,7 +27,8 @@ class _Batches(CalibrationDataReader):
         return None if batch is None else {self._name: batch}
 
 
-def quantize_qdq(model: bytes, calibration: Iterable[np.ndarray], *, nodes_to_exclude: list[str] | None = None) -> bytes:
+def quantize_qdq(model: bytes, calibration: Iterable[np.ndarray], *,
+                 nodes_to_exclude: list[str] | None = None) -> bytes:
     """INT8 QDQ model bytes, calibrated (min/max) on ``calibration`` input batches."""
     proto = onnx.load_from_string(model)
     input_name = proto.graph.input[0].name

@@ -1,0 +1,62 @@
+"""Training: it learns, it resumes exactly, Ctrl-C keeps the work, settings are checked."""
+
+import pytest
+import torch
+
+from edgedet.data.synthetic import make_synthetic
+from edgedet.errors import UsageError
+from edgedet.train.checkpoint import load_detector, read_checkpoint
+from edgedet.train.engine import Trainer, TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return make_synthetic(tmp_path_factory.mktemp("data") / "synthetic", train_images=48, val_images=12, size=256)
+
+
+def _config(data, **overrides):
+    settings = dict(arch="tiny@64", data=str(data), epochs=2, batch=8, workers=0, eval_every=100,
+                    max_eval_images=4, seed=3)
+    return TrainConfig.from_dict(settings | overrides)
+
+
+def test_training_on_synthetic_data_learns(synthetic, tmp_path):
+    final = train(_config(synthetic, arch="lite0@128", epochs=12, lr=4e-3, max_eval_images=None), tmp_path)
+    print(final)
+    assert final["AP50"] > 50.0  # an untrained detector scores ~0
+    model, state = load_detector(tmp_path / "best.pt")
+    assert state["class_names"] == ["circle", "square", "triangle"] and model.arch.imgsz == 128
+
+
+def test_resume_continues_exactly(synthetic, tmp_path):
+    train(_config(synthetic), tmp_path / "straight")
+    train(_config(synthetic, epochs=1), tmp_path / "split")
+    train(_config(synthetic), tmp_path / "split", resume=True)
+    straight = read_checkpoint(tmp_path / "straight" / "last.pt")["model"]
+    resumed = read_checkpoint(tmp_path / "split" / "last.pt")["model"]
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert read_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 2
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(synthetic, tmp_path, monkeypatch):
+    original = Trainer.train_epoch
+
+    def interrupted_in_second_epoch(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(synthetic), tmp_path)
+    assert read_checkpoint(tmp_path / "last.pt")["epoch"] == 1  # the finished epoch is kept
+
+
+def test_unknown_setting_suggests_the_right_one():
+    with pytest.raises(UsageError, match="unknown training setting 'epoch' .did you mean 'epochs'"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(synthetic, tmp_path):
+    with pytest.raises(UsageError, match="no .*last.pt to resume from"):
+        train(_config(synthetic), tmp_path, resume=True)

@@ -48,7 +48,7 @@ def main() -> None:
         table.add_row(precision, str(r["samples"]), f"{r['within_10pct']:.0%}", f"{r['spearman']:.3f}",
                       f"{r['flops_spearman']:.3f}", f"{r['mean_abs_pct_error']:.1f}", f"{r['max_abs_pct_error']:.1f}",
                       f"{r['median_measured_ms']:.2f}", f"{r['build_seconds']:.0f}")
-    Console().print(table)
+    Console(width=160).print(table)
     flat = {f"{p}_{k}": v for p, r in results.items() for k, v in r.items() if k != "rows"}
     atomic_write_json(args.json_out, flat | {"space": args.space, "imgsz": args.imgsz, "threads": args.threads,
                                              "details": results})

@@ -26,11 +26,14 @@ INPUT_MEAN, INPUT_SCALE = 127.0, 128.0  # what the EfficientNet-Lite0 weights we
 
 
 class Detector(nn.Module):
-    def __init__(self, arch: ArchSpec, num_classes: int, *, neck_channels: int = 96, pretrained: bool = False) -> None:
+    def __init__(self, arch: ArchSpec, num_classes: int, *, neck_channels: int = 96, pretrained: bool = False,
+                 backbone: nn.Module | None = None) -> None:
+        """``backbone`` replaces the ArchSpec's (the search's supernet); it returns the three taps and has
+        ``out_channels``."""
         super().__init__()
         self.arch, self.num_classes = arch, num_classes
-        self.backbone = Backbone(arch)
-        if pretrained:
+        self.backbone = backbone if backbone is not None else Backbone(arch)
+        if pretrained and backbone is None:
             from edgedet.space.pretrained import inherit_lite0
 
             inherit_lite0(self.backbone)

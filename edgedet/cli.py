@@ -266,6 +266,67 @@ def eval_command(
     _write_json(json_out, report.to_json())
 
 
+@app.command("search")
+def search_command(
+    device: Annotated[list[str], typer.Option(help="Device profile id or alias (repeat for a multi-device search; "
+                                                   "host is measured on first use).")],
+    objective: Annotated[str, typer.Option(help="Several devices: mean (average) or max (worst) of each latency "
+                                                "relative to the space's reference architecture.")] = "mean",
+    target_ms: Annotated[Optional[list[float]], typer.Option(help="Hard latency budget in ms: once for every "
+                                                                  "device, or once per --device in order.")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default: each profile's).")] = None,
+    space: Annotated[str, typer.Option(help="Search space: lite0 (ImageNet-initialised), fbnet or tiny.")] = "lite0",
+    imgsz: Annotated[Optional[int], typer.Option(help="Input size, a multiple of 32 (default: the space's).")] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs in all, warm-up included.")] = 8,
+    warmup_epochs: Annotated[int, typer.Option(help="Epochs that train the weights only, before θ.")] = 2,
+    data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (default: the synthetic set).")] = None,
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated class subset, e.g. person,car.")] = None,
+    mode: Annotated[str, typer.Option(help="single (one sampled op per sample; CPU default), mixture (all ops, "
+                                           "the paper's; CUDA default) or auto.")] = "auto",
+    batch: Annotated[int, typer.Option(help="Images per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the weights (SGD).")] = 0.02,
+    arch_lr: Annotated[float, typer.Option(help="Learning rate of θ (Adam); raise it for runs with few θ steps.")
+                       ] = 0.01,
+    workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed for weights, data split and order, and Gumbel draws.")] = 0,
+    name: Annotated[Optional[str], typer.Option(help="Run folder runs/search/NAME (default: next number).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue runs/search/NAME from its last.pt.")] = False,
+    device_type: DeviceType = "auto",
+    json_out: JsonOut = None,
+) -> None:
+    """Search a backbone for one or several devices: FBNet's Gumbel supernet under a detection head, loss
+    L_det · 0.2 · log(LAT')^0.6 on the devices' LUT latency, and --target-ms met exactly by budgeted derivation.
+    Writes runs/search/NAME/: arch.json (train it with `edgedet train --arch .../arch.json`), log.csv, probs.png.
+
+    Example: edgedet search --device jetson --target-ms 2.5 --epochs 8 --name jetson
+    """
+    from edgedet.io import run_dir
+    from edgedet.search.loop import SearchConfig, search
+
+    if resume and name is None:
+        raise UsageError("--resume needs --name NAME of the search to continue")
+    folder = run_dir("search", name)
+    if resume and (folder / "config.json").exists():
+        saved = json.loads((folder / "config.json").read_text())
+        config = SearchConfig.from_dict({**saved, "epochs": epochs})
+    else:
+        config = SearchConfig.from_dict(dict(
+            devices=device, precision=precision, objective=objective, target_ms=target_ms or [], space=space,
+            imgsz=imgsz, epochs=epochs, warmup_epochs=warmup_epochs, data=str(_data_or_synthetic(data)),
+            classes=_class_list(classes), mode=mode, batch=batch, lr=lr, arch_lr=arch_lr, workers=workers, seed=seed,
+            device=device_type))
+    result = search(config, folder, resume=resume)
+    table = Table("device", "precision", "predicted ms", "target ms", "reference ms", "fastest ms",
+                  title=str(result.arch))
+    for row in result.devices:
+        target = "-" if row["target_ms"] is None else f"{row['target_ms']:.3f}"
+        table.add_row(row["device"], row["precision"], f"{row['predicted_ms']:.3f}", target,
+                      f"{row['reference_ms']:.3f}", f"{row['fastest_ms']:.3f}")
+    console.print(table)
+    console.print(f"wrote {result.path}; train it with `edgedet train --arch {result.path}`")
+    _write_json(json_out, {"arch": str(result.arch), "path": str(result.path), "devices": result.devices})
+
+
 data_app = typer.Typer(help="COCO-format data: a synthetic set, subsets of COCO, quick statistics.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")

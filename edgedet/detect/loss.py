@@ -4,7 +4,9 @@ Why this assignment: with few training images every positive counts. Each ground
 candidate points (inside the box, or its centre cell) that best combine classification score and box IoU,
 ``score^alpha * IoU^beta``; classification is trained toward that alignment (soft targets, quality focal loss)
 and boxes with CIoU, so the score the detector reports also ranks its box quality, which is what COCO AP rewards.
-Points inside crowd regions that are not positives are ignored by the classification loss.
+For the first epochs, while predicted boxes are still noise, points are matched on scale-aware prior boxes instead
+(PP-YOLOE's static-then-task-aligned schedule). Points inside crowd regions that are not positives are ignored
+by the classification loss.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import torch.nn.functional as F
 from torchvision.ops import box_iou, complete_box_iou_loss
 
 from edgedet.errors import UsageError
+
+
+PRIOR_SIDE = 5.0  # prior box side in strides, for the static assignment of the first epochs
 
 
 def decode_boxes(reg: torch.Tensor, points: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
@@ -59,6 +64,7 @@ class DetectionLoss:
                  box_weight: float = 2.0) -> None:
         self.num_classes, self.top_k, self.box_weight = num_classes, top_k, box_weight
         self.alpha, self.beta = alpha, beta
+        self.static = False  # the engine sets it for the first epochs (PP-YOLOE's static-then-task-aligned schedule)
 
     @torch.no_grad()
     def assign(self, scores: torch.Tensor, boxes: torch.Tensor, points: torch.Tensor, strides: torch.Tensor,
@@ -73,15 +79,24 @@ class DetectionLoss:
         near_centre = ((points - centre[..., None, :]).abs().amax(-1) < strides)  # (B, M, N): the centre cell
         candidate = (inside | near_centre) & gt_valid[..., None]
         iou = torch.stack([box_iou(g, b) for g, b in zip(gt_boxes, boxes)])  # (B, M, N)
-        class_score = scores.gather(2, gt_labels[:, None, :].expand(-1, scores.shape[1], -1)).transpose(1, 2)
-        metric = class_score.pow(self.alpha) * iou.pow(self.beta) * candidate  # (B, M, N)
+        if self.static:  # early training: boxes are noise, so match on scale-aware prior boxes (ATSS-like)
+            half = PRIOR_SIDE / 2 * strides[:, None]
+            priors = torch.cat([points - half, points + half], 1)  # (N, 4)
+            iou_for_matching = torch.stack([box_iou(g, priors) for g in gt_boxes])
+            metric = iou_for_matching * candidate
+        else:
+            iou_for_matching = iou
+            class_score = scores.gather(2, gt_labels[:, None, :].expand(-1, scores.shape[1], -1)).transpose(1, 2)
+            metric = class_score.pow(self.alpha) * iou.pow(self.beta) * candidate  # (B, M, N)
         top = metric.topk(min(self.top_k, metric.shape[-1]), dim=-1).indices  # (B, M, k)
         chosen = torch.zeros_like(candidate).scatter_(-1, top, True) & candidate
         # a point claimed by several boxes goes to the one it overlaps most
-        overlap = torch.where(chosen, iou, torch.full_like(iou, -1.0))
+        overlap = torch.where(chosen, iou_for_matching, torch.full_like(iou, -1.0))
         best_gt = overlap.argmax(1)  # (B, N)
         positive = chosen.any(1)  # (B, N)
         chosen = chosen & (torch.arange(count, device=iou.device)[None, :, None] == best_gt[:, None, :])
+        if self.static:  # classification learns the quality of the boxes it has
+            return positive, best_gt, (iou * chosen).amax(1)
         aligned = metric * chosen
         norm = aligned.amax(-1, keepdim=True).clamp(min=1e-9)  # (B, M, 1): each box's best point gets its IoU
         target = (aligned / norm * (iou * chosen).amax(-1, keepdim=True)).amax(1)  # (B, N)

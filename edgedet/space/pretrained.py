@@ -174,16 +174,27 @@ def _check_lite0(backbone: Backbone) -> None:
         raise UsageError(f"the EfficientNet-Lite0 weights need width multiplier 1.0, not {arch.width_mult:g}")
 
 
+@torch.no_grad()
+def inherit_lite0_stem(stem: ConvBNAct, state: dict[str, torch.Tensor]) -> None:
+    """Copy the checkpoint's stem conv + BN into a ``lite0`` stem, in place."""
+    stem.conv.weight.copy_(_tensor(state, "_conv_stem.weight"))
+    _copy_bn(stem.bn, _bn_params(state, "_bn0"), slice(None), slice(None))
+
+
+def inherit_lite0_op(block: nn.Module, op: str, index: int, state: dict[str, torch.Tensor]) -> None:
+    """Initialise candidate ``op`` at searchable layer ``index`` of the ``lite0`` space from the checkpoint block at
+    that layer, in place: a backbone has one candidate per layer, the search's supernet all of them."""
+    if not CANDIDATES[op].is_skip:
+        _inherit_block(block, _lite_block(state, index), CANDIDATES[op])
+
+
 def inherit_lite0(backbone: Backbone, state: dict[str, torch.Tensor] | None = None) -> Backbone:
     """Initialise a ``lite0`` backbone (any ops) from the EfficientNet-Lite0 checkpoint, in place; returns it."""
     _check_lite0(backbone)
     state = load_lite0_checkpoint() if state is None else state
-    with torch.no_grad():
-        backbone.stem.conv.weight.copy_(_tensor(state, "_conv_stem.weight"))
-        _copy_bn(backbone.stem.bn, _bn_params(state, "_bn0"), slice(None), slice(None))
+    inherit_lite0_stem(backbone.stem, state)
     for index, (op, layer) in enumerate(zip(backbone.arch.ops, backbone.layers)):
-        if not CANDIDATES[op].is_skip:
-            _inherit_block(layer, _lite_block(state, index), CANDIDATES[op])
+        inherit_lite0_op(layer, op, index, state)
     return backbone
 
 

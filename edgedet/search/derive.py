@@ -1,0 +1,88 @@
+"""Deriving the final architecture from θ: argmax, or the most probable architecture within hard latency budgets.
+
+With targets ``T_d`` on some devices this solves, exactly up to a stated resolution::
+
+    maximise  Σ_l log p[l, op_l]    subject to   predicted_ms_d(ops) ≤ T_d   for every targeted device d
+
+by dynamic programming over layers. Each device's latency is split into what every architecture pays (its fastest
+ops) and the extra of each op above its layer's fastest; the extra is measured in bins of ``(T_d − fastest_d) / n_d``
+and rounded UP, so any architecture the DP accepts is feasible in exact milliseconds. The price of rounding is at
+most one bin per layer of slack left unused: the DP can miss an architecture only when it is within
+``layers · bin`` ms of a budget. Several devices make the DP table multi-dimensional; ``n_d`` is chosen so that it
+holds about ``max_cells`` cells in all (16 layers, one device: ~18,700 bins; two devices: ~135 each).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgedet.errors import UsageError
+from edgedet.search.latency import DeviceLatency, check_targets
+from edgedet.space.archspec import ArchSpec
+from edgedet.space.spaces import OP_NAMES, SearchSpace
+
+MAX_CELLS = 300_000
+
+
+def bins_per_device(layers: int, devices: int, max_cells: int = MAX_CELLS) -> int:
+    """Largest n with ``layers · (n + 1)^devices ≤ max_cells`` (at least 1)."""
+    return max(1, int((max_cells / layers) ** (1.0 / devices) + 1e-9) - 1)
+
+
+def _costs(device: DeviceLatency, bins: int) -> np.ndarray:
+    """(L, 9) integer cost in bins of each op's extra latency over its layer's fastest, rounded up; ``bins + 1``
+    (over any budget) where the op is forbidden or alone exceeds the budget."""
+    extra = device.table - device.table.min(1, keepdims=True)  # (L, 9), inf where forbidden
+    slack = device.target_ms - device.fastest_ms  # >= 0 after check_targets
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = np.ceil(extra * (bins / slack)) if slack > 0 else np.where(extra > 0, np.inf, 0.0)
+    return np.where(np.isfinite(scaled) & (scaled <= bins), scaled, bins + 1).astype(np.int64)
+
+
+def _shift(table: np.ndarray, cost: tuple[int, ...]) -> np.ndarray:
+    """``out[c] = table[c - cost]``, ``-inf`` where ``c - cost`` falls off the table."""
+    out = np.full_like(table, -np.inf)
+    out[tuple(slice(k, None) for k in cost)] = table[tuple(slice(0, n - k) for n, k in zip(table.shape, cost))]
+    return out
+
+
+def derive_ops(log_probs: np.ndarray, devices: list[DeviceLatency], *, max_cells: int = MAX_CELLS) -> list[int]:
+    """Op index (into ``OP_NAMES``) per layer: the argmax without targets, else the budgeted optimum (see above).
+
+    ``log_probs`` is ``(L, 9)`` with ``-inf`` on forbidden ops. Raises UsageError when no architecture fits.
+    """
+    targeted = [d for d in devices if d.target_ms is not None]
+    if not targeted:
+        return np.argmax(log_probs, 1).tolist()
+    check_targets(targeted)
+    layers = len(log_probs)
+    bins = bins_per_device(layers, len(targeted), max_cells)
+    costs = np.stack([_costs(d, bins) for d in targeted], -1)  # (L, 9, D)
+    best = np.full((bins + 1,) * len(targeted), -np.inf)  # best score using exactly that many bins per device
+    best[(0,) * len(targeted)] = 0.0
+    back = np.full((layers, *best.shape), -1, dtype=np.int8)
+    for layer in range(layers):
+        scores = np.full_like(best, -np.inf)
+        for op in np.flatnonzero(np.isfinite(log_probs[layer]) & (costs[layer] <= bins).all(-1)):
+            candidate = _shift(best, tuple(costs[layer, op])) + log_probs[layer, op]
+            better = candidate > scores
+            scores[better], back[layer][better] = candidate[better], op
+        best = scores
+    cell = np.unravel_index(np.argmax(best), best.shape)
+    if not np.isfinite(best[cell]):
+        fastest = ", ".join(f"{d.name} {d.fastest_ms:.3f} ms" for d in targeted)
+        raise UsageError(f"no architecture meets every --target-ms at once (fastest alone: {fastest}); loosen a "
+                         "target")
+    ops = []
+    for layer in reversed(range(layers)):
+        op = int(back[layer][cell])
+        ops.append(op)
+        cell = tuple(int(c - k) for c, k in zip(cell, costs[layer, op]))
+    return ops[::-1]
+
+
+def to_arch(space: SearchSpace, imgsz: int, ops: list[int], provenance: dict[str, Any] | None = None) -> ArchSpec:
+    """Op indices (into ``OP_NAMES``) -> ArchSpec."""
+    return ArchSpec(space.name, imgsz, tuple(OP_NAMES[i] for i in ops), space.width_mult, provenance or {})

@@ -1,0 +1,357 @@
+"""The search: FBNet's schedule on a detection-aware supernet, for one device or several.
+
+Schedule (``E`` epochs in all): the first ``warmup_epochs`` train the weights only (θ stays uniform, every sample
+draws its own architecture); every later epoch interleaves weight steps on 80% of the training images with θ steps
+on the other 20% (a fixed, seeded split), about four weight steps per θ step so both loaders end together.
+Weights: SGD (momentum 0.9) with a short linear warm-up then cosine, trained on the detection loss alone (the
+latency factor does not depend on them; multiplying by it would only rescale their learning rate). θ: Adam
+(lr 0.01, weight decay 5e-4) on ``edgedet.search.latency.LatencyLoss``. Gumbel temperature
+``τ_e = 5 · exp(−0.045 · 90/E · e)``: the paper's per-epoch decay over 90 epochs, stretched to ``E``.
+
+Run folder ``runs/search/<name>/``:
+
+- ``config.json``: the resolved settings (``--resume`` reads them back);
+- ``log.csv``: one row per epoch: ``epoch, phase (warmup|search), temperature, lr``, the θ steps' means of ``loss``
+  (the search loss), ``loss_det``, ``lat_factor`` (α·log(LAT')^β), ``target_factor``, ``lat_norm`` (R / R_floor),
+  the weight steps' mean ``loss_det_w``, ``ms_<device>`` (expected latency under θ at the epoch's end),
+  ``entropy`` (mean over layers of θ's entropy, nats), ``images_per_s`` and ``epoch_s``;
+- ``last.pt``: supernet, both optimizers, scheduler, history, RNG states (atomic; ``--resume`` continues exactly);
+- ``arch.json``: the derived ArchSpec; its provenance holds per device the predicted, target, reference and fastest
+  latency, θ's probabilities per layer, the settings and the search's wall time;
+- ``probs.png``: choice probabilities per layer over the epochs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import Progress, TaskID
+from torch.utils.data import Subset
+
+from edgedet import __version__
+from edgedet.data.coco import CocoDetection
+from edgedet.data.transforms import train_transforms
+from edgedet.errors import EdgedetError, UsageError
+from edgedet.io import atomic_write_json
+from edgedet.progress import stderr
+from edgedet.search.derive import derive_ops, to_arch
+from edgedet.search.latency import OBJECTIVES, DeviceLatency, LatencyLoss
+from edgedet.search.plot import plot_probs
+from edgedet.search.supernet import MODES, Supernet
+from edgedet.space.archspec import ArchSpec
+from edgedet.space.spaces import SearchSpace, get_space
+from edgedet.train.checkpoint import read_checkpoint, save_checkpoint
+from edgedet.train.engine import (append_csv, check_settings, make_loader, param_groups, restore_rng_state, rng_state,
+                                  seed_everything, select_device, step_progress, to_device, warmup_cosine)
+
+
+@dataclass
+class SearchConfig:
+    """Every setting of a search; saved with the run."""
+
+    devices: list[str] = field(default_factory=lambda: ["jetson"])  # profile ids or aliases
+    precision: str | None = None  # None: each profile's own
+    objective: str = "mean"  # mean | max over devices of latency / reference latency
+    target_ms: list[float] = field(default_factory=list)  # none, one for every device, or one per device
+    space: str = "lite0"
+    imgsz: int | None = None  # None: the space's default
+    epochs: int = 8
+    warmup_epochs: int = 2
+    data: str = ""
+    classes: list[str] | None = None
+    mode: str = "auto"  # auto (single on CPU, mixture on CUDA) | single | mixture
+    batch: int = 16
+    seed: int = 0
+    lr: float = 0.02  # weights: SGD momentum 0.9, warm-up + cosine
+    weight_decay: float = 1e-4
+    lr_warmup_epochs: float = 0.5
+    arch_lr: float = 0.01  # θ: Adam
+    arch_weight_decay: float = 5e-4
+    alpha: float = 0.2
+    beta: float = 0.6
+    target_weight: float = 10.0  # λ of the target factor
+    initial_temperature: float = 5.0
+    temperature_decay: float = 0.045  # per epoch over the paper's 90 epochs
+    theta_fraction: float = 0.2  # share of the training images that train θ
+    grad_clip: float = 10.0
+    pretrained: bool = True  # ImageNet Lite0 weights for every candidate (lite0 space)
+    neck_channels: int = 96
+    workers: int = 2
+    device: str = "auto"  # auto | cpu | cuda
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
+        check_settings(cls, values, "search")
+        config = cls(**values)
+        if config.epochs < 1 or config.batch < 1:
+            raise UsageError("--epochs and --batch must be at least 1")
+        if not 0 <= config.warmup_epochs < config.epochs:
+            raise UsageError(f"--warmup-epochs {config.warmup_epochs} must be below --epochs {config.epochs}: "
+                             "θ trains only after the warm-up")
+        if config.objective not in OBJECTIVES:
+            raise UsageError(f"--objective {config.objective}: use mean (average device) or max (worst device)")
+        if config.mode not in ("auto", *MODES):
+            raise UsageError(f"--mode {config.mode}: use auto, single or mixture")
+        if not config.devices:
+            raise UsageError("give at least one --device")
+        if len(set(config.devices)) < len(config.devices):
+            raise UsageError(f"--device given twice: {', '.join(config.devices)}")
+        if len(config.target_ms) not in (0, 1, len(config.devices)):
+            raise UsageError(f"{len(config.target_ms)} --target-ms for {len(config.devices)} devices: give one for "
+                             "every device, or one per --device in the same order")
+        if any(t <= 0 for t in config.target_ms):
+            raise UsageError("--target-ms must be positive")
+        return config
+
+
+def temperature(epoch: int, epochs: int, initial: float = 5.0, decay: float = 0.045) -> float:
+    """Gumbel-softmax temperature during ``epoch`` (0-based) of ``epochs``: FBNet's exp(−0.045) per epoch of 90."""
+    return initial * math.exp(-decay * 90.0 / epochs * epoch)
+
+
+def split_indices(count: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(weight images, θ images): a fixed seeded shuffle, ``fraction`` of it (at least one image) for θ."""
+    if count < 2:
+        raise UsageError(f"the search needs at least 2 training images (weights and θ train on separate ones), "
+                         f"got {count}")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
+    cut = min(count - 1, max(1, round(count * fraction)))
+    return sorted(order[cut:]), sorted(order[:cut])
+
+
+def load_devices(config: SearchConfig, space: SearchSpace, imgsz: int) -> list[DeviceLatency]:
+    """Each ``--device`` resolved (``host`` is measured on first use) with its LUT table and target."""
+    from edgedet.devices.builder import get_or_build_profile
+
+    targets = config.target_ms * len(config.devices) if len(config.target_ms) == 1 else config.target_ms
+    devices = []
+    for index, name in enumerate(config.devices):
+        model = get_or_build_profile(name).latency_model(config.precision)
+        devices.append(DeviceLatency.from_model(name, model, space, imgsz, targets[index] if targets else None))
+    return devices
+
+
+def mean_entropy(probs: torch.Tensor) -> float:
+    """Mean over layers of the entropy (nats) of the op distribution: log(9) uniform, 0 decided."""
+    return float(-torch.special.xlogy(probs, probs).sum(-1).mean())
+
+
+@contextmanager
+def frozen(params: list[torch.nn.Parameter]) -> Iterator[None]:
+    """No gradients for ``params`` inside: θ steps skip the weight gradients they would throw away."""
+    for param in params:
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param in params:
+            param.requires_grad_(True)
+
+
+@dataclass
+class SearchResult:
+    arch: ArchSpec  # with provenance
+    path: Path  # arch.json
+    devices: list[dict[str, Any]]  # per device: name, precision, predicted_ms, target_ms, reference_ms, fastest_ms
+
+
+class Searcher:
+    """Builds the supernet, data and optimizers from a ``SearchConfig``; ``fit()`` runs the schedule above."""
+
+    def __init__(self, config: SearchConfig, run_dir: Path) -> None:
+        self.config, self.run_dir = config, run_dir
+        self.space = get_space(config.space)
+        self.imgsz = config.imgsz or self.space.default_imgsz
+        self.devices = load_devices(config, self.space, self.imgsz)
+        uniform = np.where(np.isfinite(self.devices[0].table), 0.0, -np.inf)
+        derive_ops(uniform, self.devices)  # fail now, before any training, if no architecture meets the targets
+        self.device = select_device(config.device)
+        self.mode = config.mode if config.mode != "auto" else "mixture" if self.device.type == "cuda" else "single"
+        seed_everything(config.seed)
+        dataset = CocoDetection(Path(config.data), "train", classes=config.classes,
+                                transforms=train_transforms(self.imgsz))
+        self.class_names = dataset.class_names
+        weight_images, theta_images = split_indices(len(dataset), config.theta_fraction, config.seed)
+        self.weight_loader = make_loader(Subset(dataset, weight_images), batch=config.batch, workers=config.workers)
+        self.theta_loader = make_loader(Subset(dataset, theta_images), batch=config.batch, workers=config.workers)
+        pretrained = config.pretrained and self.space.name == "lite0" and self.space.width_mult == 1.0
+        self.model = Supernet(self.space, self.imgsz, len(self.class_names), mode=self.mode, pretrained=pretrained,
+                              neck_channels=config.neck_channels)
+        self.model.to(self.device, memory_format=torch.channels_last)
+        self.weights = self.model.weight_parameters()
+        self.optimizer = torch.optim.SGD(param_groups(self.weights, config.weight_decay), lr=config.lr, momentum=0.9,
+                                         nesterov=True)
+        steps = len(self.weight_loader)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(int(config.lr_warmup_epochs * steps), config.epochs * steps, 0.05))
+        self.arch_optimizer = torch.optim.Adam(self.model.arch_parameters(), lr=config.arch_lr,
+                                               weight_decay=config.arch_weight_decay)
+        self.latency = LatencyLoss(self.devices, objective=config.objective, alpha=config.alpha, beta=config.beta,
+                                   target_weight=config.target_weight).to(self.device)
+        self.history: list[dict[str, Any]] = []
+        self.probs_history = [self._probs()]
+        self.start_epoch, self.search_s = 0, 0.0
+
+    # --- state -------------------------------------------------------------------------------------------------
+    def _probs(self) -> np.ndarray:
+        return self.model.backbone.probs().detach().cpu().numpy()
+
+    def state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "arch_optimizer": self.arch_optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch, "arch": self.model.export().to_json(), "config": asdict(self.config),
+            "class_names": self.class_names, "history": self.history,
+            "probs_history": [p.tolist() for p in self.probs_history], "search_s": self.search_s,
+            "rng": rng_state(), "version": __version__,
+        }
+
+    def resume(self, path: Path) -> None:
+        state = read_checkpoint(path)
+        if "arch_optimizer" not in state:
+            raise UsageError(f"{path}: a training checkpoint, not a search's; drop --resume or pick the search run")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history, self.start_epoch, self.search_s = state["history"], state["epoch"], state["search_s"]
+        self.probs_history = [np.array(p) for p in state["probs_history"]]
+        restore_rng_state(state["rng"])
+        stderr.print(f"resuming {path} after epoch {self.start_epoch}")
+
+    # --- steps -------------------------------------------------------------------------------------------------
+    def _check(self, value: torch.Tensor, what: str, epoch: int) -> None:
+        if not torch.isfinite(value):
+            raise EdgedetError(f"the {what} became {value.item()} at epoch {epoch + 1}: lower --lr, or check the "
+                               "data with `edgedet data stats`")
+
+    def weight_step(self, batch: tuple[torch.Tensor, list[dict[str, Any]]], epoch: int) -> float:
+        images, targets = to_device(*batch, self.device)
+        with frozen(self.model.arch_parameters()):
+            loss = sum(self.model(images, targets).values())
+        self._check(loss, "detection loss", epoch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.weights, self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item()
+
+    def theta_step(self, batch: tuple[torch.Tensor, list[dict[str, Any]]], epoch: int) -> dict[str, float]:
+        images, targets = to_device(*batch, self.device)
+        with frozen(self.weights):
+            det_loss = sum(self.model(images, targets).values())
+            loss, details = self.latency(det_loss, self.model.backbone.probs())
+        self._check(loss, "search loss", epoch)
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.arch_optimizer.step()
+        return details
+
+    def run_epoch(self, epoch: int, bar: Progress, task: TaskID) -> dict[str, Any]:
+        """One epoch; θ steps (after the warm-up) interleaved evenly among the weight steps."""
+        config = self.config
+        self.model.train()
+        self.model.temperature = temperature(epoch, config.epochs, config.initial_temperature,
+                                             config.temperature_decay)
+        search = epoch >= config.warmup_epochs
+        self.weight_loader.generator.manual_seed(config.seed + epoch)  # same order and augmentation on resume
+        self.theta_loader.generator.manual_seed(config.seed + epoch + 100_003)
+        theta_batches = iter(self.theta_loader) if search else iter(())
+        theta_total = len(self.theta_loader) if search else 0
+        weight_losses: list[float] = []
+        details: list[dict[str, float]] = []
+        start, seen = time.perf_counter(), 0
+        for step, batch in enumerate(self.weight_loader):
+            weight_losses.append(self.weight_step(batch, epoch))
+            seen += len(batch[0])
+            bar.advance(task)
+            while len(details) < (step + 1) * theta_total // len(self.weight_loader):
+                theta_batch = next(theta_batches)
+                details.append(self.theta_step(theta_batch, epoch))
+                seen += len(theta_batch[0])
+                bar.advance(task)
+            status = f"det {np.mean(weight_losses):.3f}"
+            if details:
+                status += f" loss {details[-1]['loss']:.3f} " + " ".join(
+                    f"{d.name} {details[-1][f'ms_{d.name}']:.2f} ms" for d in self.devices)
+            bar.update(task, status=f"{status} τ {self.model.temperature:.2f}")
+        elapsed = time.perf_counter() - start
+        probs = self.model.backbone.probs().detach()
+        row: dict[str, Any] = {"epoch": epoch + 1, "phase": "search" if search else "warmup",
+                               "temperature": self.model.temperature, "lr": self.optimizer.param_groups[0]["lr"]}
+        row |= {key: float(np.mean([d[key] for d in details])) for key in details[0]} if details else {}
+        row |= {"loss_det_w": float(np.mean(weight_losses)), "entropy": mean_entropy(probs),
+                "images_per_s": seen / elapsed, "epoch_s": elapsed}
+        row |= {f"ms_{d.name}": ms for d, ms in zip(self.devices, self.latency.expected_ms(probs).tolist())}
+        return row
+
+    # --- loop --------------------------------------------------------------------------------------------------
+    def log_keys(self) -> list[str]:
+        return ["epoch", "phase", "temperature", "lr", "loss", "loss_det", "lat_factor", "target_factor", "lat_norm",
+                "loss_det_w", *(f"ms_{d.name}" for d in self.devices), "entropy", "images_per_s", "epoch_s"]
+
+    def fit(self) -> SearchResult:
+        """Run to ``config.epochs``, then derive and write the architecture. Ctrl-C saves ``last.pt`` and re-raises."""
+        config = self.config
+        atomic_write_json(self.run_dir / "config.json", asdict(config) | {"imgsz": self.imgsz})
+        per_epoch = [len(self.weight_loader) + (len(self.theta_loader) if e >= config.warmup_epochs else 0)
+                     for e in range(self.start_epoch, config.epochs)]
+        epoch = self.start_epoch
+        with step_progress(disable=False) as bar:
+            task = bar.add_task(f"search ({self.mode} path)", total=sum(per_epoch), status="")
+            try:
+                for epoch in range(self.start_epoch, config.epochs):
+                    bar.update(task, description=f"search ({self.mode}) epoch {epoch + 1}/{config.epochs}")
+                    row = self.run_epoch(epoch, bar, task)
+                    self.search_s += row["epoch_s"]
+                    self.history.append(row)
+                    self.probs_history.append(self._probs())
+                    append_csv(self.run_dir / "log.csv", row, self.log_keys())
+                    save_checkpoint(self.run_dir / "last.pt", self.state(epoch + 1))
+                    shown = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+                    stderr.print(shown, highlight=False)
+            except KeyboardInterrupt:
+                save_checkpoint(self.run_dir / "last.pt", self.state(epoch))
+                stderr.print(f"interrupted: saved {self.run_dir / 'last.pt'}; continue with --resume")
+                raise
+        return self.finish()
+
+    def finish(self) -> SearchResult:
+        """Derive the architecture (budgeted when there are targets) and write arch.json and probs.png."""
+        ops = derive_ops(self.model.log_probs(), self.devices)
+        rows = [{"device": d.name, "precision": d.precision, "predicted_ms": round(d.predict_ms(ops), 4),
+                 "target_ms": d.target_ms, "reference_ms": round(d.reference_ms, 4),
+                 "fastest_ms": round(d.fastest_ms, 4)} for d in self.devices]
+        now = datetime.datetime.now(datetime.timezone.utc)
+        provenance = {
+            "source": "edgedet search", "date": now.isoformat(timespec="seconds"), "version": __version__,
+            "devices": rows, "objective": self.config.objective, "mode": self.mode,
+            "epochs_done": len(self.history), "search_s": round(self.search_s, 1), "argmax": str(self.model.export()),
+            "theta_probs": self.model.export_probs(), "config": asdict(self.config) | {"imgsz": self.imgsz},
+        }
+        arch = to_arch(self.space, self.imgsz, ops, provenance)
+        path = atomic_write_json(self.run_dir / "arch.json", arch.to_json())
+        plot_probs(self.probs_history, self.run_dir / "probs.png",
+                   title=f"{self.space.name}@{self.imgsz} for {', '.join(self.config.devices)}: choice probabilities")
+        return SearchResult(arch, path, rows)
+
+
+def search(config: SearchConfig, run_dir: Path, *, resume: bool = False) -> SearchResult:
+    """Search (or resume) into ``run_dir``; returns the derived architecture and its predicted latencies."""
+    searcher = Searcher(config, run_dir)
+    if resume:
+        last = run_dir / "last.pt"
+        if not last.exists():
+            raise UsageError(f"--resume: no {last} to resume from; drop --resume to start fresh")
+        searcher.resume(last)
+    return searcher.fit()

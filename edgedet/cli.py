@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -186,6 +187,19 @@ def _data_or_synthetic(data: Optional[Path]) -> Path:
     return make_synthetic(Path("runs") / "data" / "synthetic")
 
 
+def _run_config(stage: str, name: Optional[str], resume: bool, schema: Callable[[dict], Any], epochs: int,
+                fresh: Callable[[], dict]) -> tuple[Path, Any]:
+    """The run folder and its settings: on --resume the saved ones (with the new --epochs), else ``fresh()``."""
+    from edgedet.io import run_dir
+
+    if resume and name is None:
+        raise UsageError(f"--resume needs --name NAME of the {stage} run to continue")
+    folder = run_dir(stage, name)
+    if resume and (folder / "config.json").exists():
+        return folder, schema({**json.loads((folder / "config.json").read_text()), "epochs": epochs})
+    return folder, schema(fresh())
+
+
 @app.command("train")
 def train_command(
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (default: the synthetic set).")] = None,
@@ -211,20 +225,12 @@ def train_command(
 
     Example: edgedet train --data ../shared/datasets/coco-mini --classes person --epochs 60 --name person
     """
-    from edgedet.io import run_dir
     from edgedet.train.engine import TrainConfig, train
 
-    if resume and name is None:
-        raise UsageError("--resume needs --name NAME of the run to continue")
-    folder = run_dir("train", name)
-    if resume and (folder / "config.json").exists():
-        saved = json.loads((folder / "config.json").read_text())
-        config = TrainConfig.from_dict({**saved, "epochs": epochs})
-    else:
-        config = TrainConfig.from_dict(dict(
-            arch=arch, data=str(_data_or_synthetic(data)), classes=classes.split(",") if classes else None,
-            imgsz=imgsz, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained,
-            workers=workers, seed=seed, eval_every=eval_every, device=device_type))
+    folder, config = _run_config("train", name, resume, TrainConfig.from_dict, epochs, lambda: dict(
+        arch=arch, data=str(_data_or_synthetic(data)), classes=_class_list(classes), imgsz=imgsz, epochs=epochs,
+        batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained, workers=workers, seed=seed,
+        eval_every=eval_every, device=device_type))
     final = train(config, folder, resume=resume)
     ap, ap50 = final.get("AP", float("nan")), final.get("AP50", float("nan"))
     console.print(f"trained {folder}: AP {ap:.1f}  AP50 {ap50:.1f}  (best.pt, last.pt, log.csv)")
@@ -300,21 +306,13 @@ def search_command(
 
     Example: edgedet search --device jetson --target-ms 2.5 --epochs 8 --name jetson
     """
-    from edgedet.io import run_dir
     from edgedet.search.loop import SearchConfig, search
 
-    if resume and name is None:
-        raise UsageError("--resume needs --name NAME of the search to continue")
-    folder = run_dir("search", name)
-    if resume and (folder / "config.json").exists():
-        saved = json.loads((folder / "config.json").read_text())
-        config = SearchConfig.from_dict({**saved, "epochs": epochs})
-    else:
-        config = SearchConfig.from_dict(dict(
-            devices=device, precision=precision, objective=objective, target_ms=target_ms or [], space=space,
-            imgsz=imgsz, epochs=epochs, warmup_epochs=warmup_epochs, data=str(_data_or_synthetic(data)),
-            classes=_class_list(classes), mode=mode, batch=batch, lr=lr, arch_lr=arch_lr, workers=workers, seed=seed,
-            device=device_type))
+    folder, config = _run_config("search", name, resume, SearchConfig.from_dict, epochs, lambda: dict(
+        devices=device, precision=precision, objective=objective, target_ms=target_ms or [], space=space,
+        imgsz=imgsz, epochs=epochs, warmup_epochs=warmup_epochs, data=str(_data_or_synthetic(data)),
+        classes=_class_list(classes), mode=mode, batch=batch, lr=lr, arch_lr=arch_lr, workers=workers, seed=seed,
+        device=device_type))
     result = search(config, folder, resume=resume)
     table = Table("device", "precision", "predicted ms", "target ms", "reference ms", "fastest ms",
                   title=str(result.arch))

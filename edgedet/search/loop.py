@@ -50,8 +50,9 @@ from edgedet.search.supernet import MODES, Supernet
 from edgedet.space.archspec import ArchSpec
 from edgedet.space.spaces import SearchSpace, get_space
 from edgedet.train.checkpoint import read_checkpoint, save_checkpoint
-from edgedet.train.engine import (append_csv, check_settings, make_loader, param_groups, restore_rng_state, rng_state,
-                                  seed_everything, select_device, step_progress, to_device, warmup_cosine)
+from edgedet.train.engine import (append_csv, check_settings, make_loader, param_groups, restore_rng_state,
+                                  resume_path, rng_state, seed_everything, select_device, step_progress, to_device,
+                                  warmup_cosine)
 
 
 @dataclass
@@ -350,8 +351,5 @@ def search(config: SearchConfig, run_dir: Path, *, resume: bool = False) -> Sear
     """Search (or resume) into ``run_dir``; returns the derived architecture and its predicted latencies."""
     searcher = Searcher(config, run_dir)
     if resume:
-        last = run_dir / "last.pt"
-        if not last.exists():
-            raise UsageError(f"--resume: no {last} to resume from; drop --resume to start fresh")
-        searcher.resume(last)
+        searcher.resume(resume_path(run_dir))
     return searcher.fit()

@@ -335,8 +335,13 @@ def train(config: TrainConfig, run_dir: Path, *, resume: bool = False) -> dict[s
     """Train (or resume) into ``run_dir``; returns the last epoch's metrics."""
     trainer = Trainer(config, run_dir)
     if resume:
-        last = run_dir / "last.pt"
-        if not last.exists():
-            raise UsageError(f"--resume: no {last} to resume from; drop --resume to start fresh")
-        trainer.resume(last)
+        trainer.resume(resume_path(run_dir))
     return trainer.fit()
+
+
+def resume_path(run_dir: Path) -> Path:
+    """The checkpoint ``--resume`` continues from; its absence is a usage error, not a fresh start."""
+    last = run_dir / "last.pt"
+    if not last.exists():
+        raise UsageError(f"--resume: no {last} to resume from; drop --resume to start fresh")
+    return last

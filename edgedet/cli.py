@@ -291,8 +291,8 @@ def search_command(
                                            "the paper's; CUDA default) or auto.")] = "auto",
     batch: Annotated[int, typer.Option(help="Images per step.")] = 16,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the weights (SGD).")] = 0.02,
-    arch_lr: Annotated[float, typer.Option(help="Learning rate of θ (Adam); raise it for runs with few θ steps.")
-                       ] = 0.01,
+    arch_lr: Annotated[Optional[float], typer.Option(
+        help="Learning rate of θ (Adam). Default: the paper's 0.01 scaled by 90/epochs, like the temperature.")] = None,
     workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for weights, data split and order, and Gumbel draws.")] = 0,
     name: Annotated[Optional[str], typer.Option(help="Run folder runs/search/NAME (default: next number).")] = None,

@@ -352,3 +352,11 @@ def test_bad_settings_are_clear():
         SearchConfig.from_dict({"devices": ["a", "b", "c"], "target_ms": [1.0, 2.0]})
     with pytest.raises(UsageError, match="--warmup-epochs 4 must be below --epochs 4"):
         SearchConfig.from_dict({"epochs": 4, "warmup_epochs": 4})
+
+
+def test_arch_lr_is_stretched_for_short_runs_like_the_temperature():
+    from edgedet.search.loop import SearchConfig, arch_lr
+
+    assert arch_lr(SearchConfig.from_dict({"devices": ["jetson"], "epochs": 90})) == pytest.approx(0.01)
+    assert arch_lr(SearchConfig.from_dict({"devices": ["jetson"], "epochs": 9})) == pytest.approx(0.1)
+    assert arch_lr(SearchConfig.from_dict({"devices": ["jetson"], "epochs": 9, "arch_lr": 0.02})) == 0.02

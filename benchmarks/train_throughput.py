@@ -72,7 +72,7 @@ def main() -> None:
             rates[name].append(images_per_second(model, optimizer, batch, targets, args.steps))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    table = Table("memory format", "median img/s", "min", "max", title=f"training {arch}, batch {args.batch}, "
+    table = Table("memory format", "median img/s", "min", "max", title=f"training {args.arch}, batch {args.batch}, "
                   f"{torch.get_num_threads()} threads, {args.classes} classes")
     for name, values in rates.items():
         table.add_row(name, f"{np.median(values):.2f}", f"{min(values):.2f}", f"{max(values):.2f}")

@@ -133,7 +133,8 @@ def profile_check(
                                 rounds=rounds, seed=seed)
     table = Table("arch", "MMACs", "predicted ms", "measured ms", "error %")
     for r in rows:
-        table.add_row(r.arch[:60] + "…", f"{r.macs / 1e6:.0f}", f"{r.predicted_ms:.3f}", f"{r.measured_ms:.3f}",
+        arch = r.arch if len(r.arch) <= 60 else r.arch[:59] + "…"
+        table.add_row(arch, f"{r.macs / 1e6:.0f}", f"{r.predicted_ms:.3f}", f"{r.measured_ms:.3f}",
                       f"{r.error_pct:+.1f}")
     console.print(table)
     summary = summarize(rows, speed)

@@ -9,7 +9,6 @@ Prints a table and writes runs/bench/lut_accuracy.json (or --json-out).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 

@@ -27,9 +27,6 @@ During transforms crowd boxes travel in ``boxes`` with label -1 (``CROWD``): eve
 
 from __future__ import annotations
 
-import contextlib
-import difflib
-import io
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -43,6 +40,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torchvision import tv_tensors
 
+from edgedet.data.annotations import load_coco, select_categories
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.progress import progress_track, stderr
 
@@ -65,30 +63,6 @@ def find_split(root: Path, split: str) -> tuple[Path, Path]:
         raise UsageError(f"no image folder {images} for {matches[0]}: COCO layout keeps a split's images in "
                          "ROOT/<split>/")
     return matches[0], images
-
-
-def load_coco(ann_file: Path) -> COCO:
-    """pycocotools' COCO object, without its prints on stdout (which carries our tables)."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return COCO(str(ann_file))
-    except (ValueError, KeyError) as err:
-        raise UsageError(f"{ann_file} is not a COCO annotation file ({err!r}): check or re-download it") from err
-
-
-def select_categories(coco: COCO, classes: list[str] | None) -> tuple[list[int], list[str]]:
-    """(category ids, names) in label order: the given class names in their order, else every category by id."""
-    by_name = {c["name"]: c["id"] for c in coco.loadCats(coco.getCatIds())}
-    if not classes:
-        return sorted(by_name.values()), [coco.cats[i]["name"] for i in sorted(by_name.values())]
-    for name, count in Counter(classes).items():
-        if name not in by_name:
-            close = difflib.get_close_matches(name, by_name, n=3)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise UsageError(f"unknown class '{name}'.{hint} Known: {', '.join(by_name)}")
-        if count > 1:
-            raise UsageError(f"class '{name}' given {count} times: list each class once")
-    return [by_name[name] for name in classes], list(classes)
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,13 @@ and the ONNX INT8 models all go through this one loop, so their numbers are comp
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edgedet.data.annotations import load_coco, select_categories
 from edgedet.errors import UsageError
 from edgedet.evaluate.coco_eval import EvalReport, detections_to_coco, evaluate_coco
 from edgedet.progress import progress_track, stderr
@@ -23,25 +22,12 @@ Predictor = Callable[[np.ndarray], Detections]
 READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # COCO boxes refer to the stored pixels, not EXIF
 
 
-def category_ids_for(coco, class_names: list[str]) -> list[int]:
-    """The dataset's COCO category id of each of the model's classes (matched by name)."""
-    by_name = {c["name"]: c["id"] for c in coco.loadCats(coco.getCatIds())}
-    missing = [name for name in class_names if name not in by_name]
-    if missing:
-        raise UsageError(f"the evaluation data has no categories named {', '.join(missing)}: "
-                         "evaluate on data with the classes the model was trained on")
-    return [by_name[name] for name in class_names]
-
-
 def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, class_names: list[str], *,
                        max_images: int | None = None) -> tuple[EvalReport, list[dict]]:
     """Run ``predict`` on every image of the split (or the first ``max_images``); the COCOeval report and the
     detections in COCO results format."""
-    from pycocotools.coco import COCO
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(str(annotations))
-    category_ids = category_ids_for(coco, class_names)
+    coco = load_coco(annotations)
+    category_ids, _ = select_categories(coco, class_names)
     image_ids = sorted(coco.getImgIds())[:max_images]
     results, evaluated, unreadable = [], [], 0
     for image_id in progress_track(image_ids, f"evaluating {len(image_ids)} images"):

@@ -56,10 +56,11 @@ def decode(raw: np.ndarray, points: np.ndarray, strides: np.ndarray, *, conf: fl
            pre_nms: int = 1000, max_det: int = 100) -> Detections:
     """One image's raw head output ``(N, 4 + K)`` -> detections in model-input pixels."""
     logits = raw[:, 4:]
+    threshold = np.log(conf / (1 - conf))  # sigmoid(x) > conf, tested on logits before any exp
     best = logits.max(1)
-    candidates = np.nonzero(best > np.log(conf / (1 - conf)))[0]  # sigmoid(x) > conf, before any exp
+    candidates = np.nonzero(best > threshold)[0]
     candidates = candidates[np.argsort(-best[candidates], kind="stable")[:pre_nms]]
-    point_idx, labels = np.nonzero(logits[candidates] > np.log(conf / (1 - conf)))
+    point_idx, labels = np.nonzero(logits[candidates] > threshold)
     point_idx = candidates[point_idx]
     if point_idx.size == 0:
         return Detections.empty()

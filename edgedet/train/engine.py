@@ -104,11 +104,6 @@ def ema_avg_fn(decay: float):
     return average
 
 
-def lr_lambda(config: TrainConfig, steps_per_epoch: int):
-    return warmup_cosine(int(config.warmup_epochs * steps_per_epoch), config.epochs * steps_per_epoch,
-                         config.min_lr_ratio)
-
-
 def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float):
     """``LambdaLR`` factor: linear warm-up from 1% then cosine down to ``min_ratio`` at ``total_steps``."""
     warmup = max(1, warmup_steps)
@@ -223,7 +218,10 @@ class Trainer:
         self.sampler = DistributedSampler(self.train_set, seed=self.config.seed) if self.distributed else None
         self.loader = make_loader(self.train_set, batch=self.config.batch, workers=self.config.workers,
                                   sampler=self.sampler)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.config, len(self.loader)))
+        steps = len(self.loader)
+        schedule = warmup_cosine(int(self.config.warmup_epochs * steps), self.config.epochs * steps,
+                                 self.config.min_lr_ratio)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.net = (torch.nn.parallel.DistributedDataParallel(self.model) if self.distributed else self.model)
 
     # --- state -------------------------------------------------------------------------------------------------

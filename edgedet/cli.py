@@ -188,6 +188,12 @@ def _data_or_synthetic(data: Optional[Path]) -> Path:
     return make_synthetic(Path("runs") / "data" / "synthetic")
 
 
+def _run_folder(stage: str, name: Optional[str]) -> Path:
+    from edgedet.io import run_dir
+
+    return run_dir(stage, name)
+
+
 def _run_config(stage: str, name: Optional[str], resume: bool, schema: Callable[[dict], Any], epochs: int,
                 fresh: Callable[[], dict]) -> tuple[Path, Any]:
     """The run folder and its settings: on --resume the saved ones (with the new --epochs), else ``fresh()``."""
@@ -240,37 +246,149 @@ def train_command(
 
 @app.command("eval")
 def eval_command(
-    model: Annotated[Path, typer.Argument(help="A checkpoint (.pt) from edgedet train.")],
+    model: Annotated[Path, typer.Argument(help="A checkpoint (.pt) from edgedet train, or an exported .onnx.")],
+    compare: Annotated[Optional[list[Path]], typer.Option(
+        help="More models to evaluate on the same images, shown side by side (repeat it).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (default: the synthetic set).")] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "val",
     max_images: Annotated[Optional[int], typer.Option(help="Evaluate only the first N images.")] = None,
     conf: Annotated[float, typer.Option(help="Score threshold (low for AP).")] = 0.05,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 2,
     name: Annotated[Optional[str], typer.Option(help="Run folder runs/eval/NAME.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Detections JSON (default: in the run folder).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Detections JSON of MODEL (default: in the run folder).")] = None,
     json_out: JsonOut = None,
 ) -> None:
-    """COCO evaluation with pycocotools: AP, AP50, AP75, APs/m/l, AR and per-class AP.
+    """COCO evaluation with pycocotools: AP, AP50, AP75, APs/m/l, AR and per-class AP. Checkpoints, ONNX FP32
+    and ONNX INT8 go through the same letterbox and numpy decode + NMS, so their numbers compare.
 
-    Example: edgedet eval runs/train/person/best.pt --data ../shared/datasets/coco-mini
+    Example: edgedet eval runs/export/1/model.onnx --compare runs/quantize/1/model.int8.onnx --data ../shared/datasets/coco-mini
     """
-    from edgedet.data.coco import find_split
-    from edgedet.detect.predict import TorchPredictor
+    from edgedet.data.annotations import find_split
     from edgedet.evaluate.coco_eval import per_class_table, report_table
-    from edgedet.evaluate.images import evaluate_predictor
-    from edgedet.io import atomic_write_json, run_dir
-    from edgedet.train.checkpoint import load_detector
+    from edgedet.evaluate.images import evaluate_predictor, load_predictor
+    from edgedet.io import atomic_write_json
 
-    detector, state = load_detector(model)
     annotations, images = find_split(_data_or_synthetic(data), split)
-    report, results = evaluate_predictor(TorchPredictor(detector, conf=conf), annotations, images,
-                                         state["class_names"], max_images=max_images)
-    console.print(report_table({str(model): report}))
-    console.print(per_class_table(report, top=20))
-    folder = run_dir("eval", name)
-    atomic_write_json(folder / "eval.json", report.to_json() | {"model": str(model), "data": str(annotations)})
-    atomic_write_json(out or folder / "detections.json", results)
+    models = [model, *(compare or [])]
+    predictors = [load_predictor(path, conf=conf, threads=threads) for path in models]  # bad files fail first
+    reports, folder = {}, _run_folder("eval", name)
+    for index, (path, (predict, class_names)) in enumerate(zip(models, predictors)):
+        report, results = evaluate_predictor(predict, annotations, images, class_names, max_images=max_images)
+        reports[str(path)] = report
+        detections = out if out and index == 0 else folder / f"detections{index or ''}.json"
+        atomic_write_json(detections, results)
+    console.print(report_table(reports))
+    console.print(per_class_table(reports[str(model)], top=20))
+    main_report = reports[str(model)].to_json()
+    atomic_write_json(folder / "eval.json", main_report | {
+        "model": str(model), "data": str(annotations),
+        "compare": {k: r.to_json() for k, r in reports.items() if k != str(model)}})
     console.print(f"wrote {folder / 'eval.json'}")
-    _write_json(json_out, report.to_json())
+    _write_json(json_out, main_report | {f"{Path(k).name}.{metric}": r.to_json()[metric]
+                                         for k, r in reports.items() if k != str(model) for metric in r.metrics})
+
+
+@app.command("export")
+def export_command(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (.pt) from edgedet train.")],
+    imgsz: Annotated[Optional[int], typer.Option(help="Input size (default: the one it was trained at).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    name: Annotated[Optional[str], typer.Option(help="Run folder runs/export/NAME.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="ONNX file (default: runs/export/NAME/model.onnx).")] = None,
+    json_out: JsonOut = None,
+) -> None:
+    """Export to ONNX with the raw head output (decode + NMS stay outside the graph) and a model.json sidecar;
+    checked with onnx.checker and against the torch outputs.
+
+    Example: edgedet export runs/train/person/best.pt --name person
+    """
+    from edgedet.export.onnx_export import export_checkpoint
+
+    target = out or _run_folder("export", name) / "model.onnx"
+    result = export_checkpoint(checkpoint, target, imgsz=imgsz, opset=opset)
+    console.print(f"ONNX Runtime vs torch: max abs difference {result.max_abs_diff:.2e} "
+                  f"({result.relative_diff:.2e} of the largest output)")
+    console.print(f"wrote {result.onnx_path} and {result.card_path}; next: edgedet quantize {result.onnx_path} "
+                  "--data DIR")
+    _write_json(json_out, {"max_abs_diff": result.max_abs_diff, "relative_diff": result.relative_diff,
+                           "size_mb": result.onnx_path.stat().st_size / 2**20})
+
+
+@app.command("quantize")
+def quantize_command(
+    model: Annotated[Path, typer.Argument(help="An FP32 model.onnx from edgedet export (with its model.json).")],
+    data: Annotated[Optional[Path], typer.Option(help="COCO-format folder: calibration from its train split, "
+                                                     "the accuracy guard on val (default: the synthetic set).")] = None,
+    calib_images: Annotated[int, typer.Option(help="Calibration images.")] = 200,
+    method: Annotated[str, typer.Option(help="Calibration: minmax, entropy or percentile.")] = "minmax",
+    max_ap_drop: Annotated[float, typer.Option(help="Largest AP loss (points) allowed; beyond it the most "
+                                                    "sensitive nodes stay FP32.")] = 1.0,
+    eval_images: Annotated[Optional[int], typer.Option(help="Val images for the guard (default: all).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Profile the model will run on: warns when its INT8 "
+                                                       "would take a fallback path.")] = None,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads for the guard's evaluations.")] = 2,
+    name: Annotated[Optional[str], typer.Option(help="Run folder runs/quantize/NAME.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="INT8 file (default: runs/quantize/NAME/<model>.int8.onnx).")
+                   ] = None,
+    json_out: JsonOut = None,
+) -> None:
+    """ONNX Runtime static INT8 (QDQ, U8 activations, S8 per-channel weights) calibrated on real images through
+    the inference letterbox, with an accuracy guard: FP32 vs INT8 AP on val, partial quantization if needed.
+
+    Example: edgedet quantize runs/export/person/model.onnx --data ../shared/datasets/coco-mini --name person
+    """
+    from edgedet.deploy import quantize_model
+
+    if device:
+        from edgedet.devices.profile import get_profile
+
+        warning = get_profile(device).int8_warning()
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+    target = out or _run_folder("quantize", name) / f"{model.stem}.int8.onnx"
+    result = quantize_model(model, _data_or_synthetic(data), target, calib_images=calib_images, method=method,
+                            max_ap_drop=max_ap_drop, eval_images=eval_images, threads=threads)
+    table = Table("model", "AP", "size MB", title="accuracy guard (val)")
+    table.add_row(str(model), f"{result.fp32_ap:.2f}", f"{model.stat().st_size / 2**20:.2f}")
+    table.add_row(str(target), f"{result.int8_ap:.2f}", f"{target.stat().st_size / 2**20:.2f}")
+    console.print(table)
+    if result.kept_fp32:
+        console.print(f"kept in FP32: {', '.join(result.kept_fp32)}")
+    if result.ap_drop > max_ap_drop:
+        print(f"warning: INT8 loses {result.ap_drop:.2f} AP (> {max_ap_drop:g}) even with "
+              f"{len(result.kept_fp32)} nodes in FP32; try --method entropy or more --calib-images", file=sys.stderr)
+    console.print(f"wrote {target}; measure it with `edgedet benchmark {target} {model}`")
+    _write_json(json_out, {"fp32_AP": result.fp32_ap, "int8_AP": result.int8_ap, "AP_drop": result.ap_drop,
+                           "kept_fp32": len(result.kept_fp32), "within_budget": result.ap_drop <= max_ap_drop})
+
+
+@app.command("benchmark")
+def benchmark_command(
+    models: Annotated[list[Path], typer.Argument(help="ONNX models: edgedet exports (with model.json) and/or "
+                                                      "peers such as ../shared/peers/fastestdet/FastestDet.onnx.")],
+    device: Annotated[str, typer.Option(help="Profile whose LUT predicts the backbone latency beside the "
+                                             "measured one.")] = "host",
+    threads: Annotated[Optional[list[int]], typer.Option(help="ONNX Runtime threads (repeat: --threads 1 "
+                                                              "--threads 2).")] = None,
+    runs: Annotated[int, typer.Option(help="Timed runs per model (after warm-up).")] = 100,
+    warmup: Annotated[int, typer.Option(help="Untimed runs per model first.")] = 10,
+    data: Annotated[Optional[Path], typer.Option(help="COCO-format folder whose val images time the pre- and "
+                                                     "post-processing (default: the synthetic set).")] = None,
+    json_out: JsonOut = None,
+) -> None:
+    """Latency of one or more ONNX models measured in the same run (interleaved bursts): median, p90, p99,
+    throughput, pre-/post-processing apart from the network, memory, size, and the LUT prediction.
+
+    Example: edgedet benchmark runs/export/1/model.onnx runs/quantize/1/model.int8.onnx --threads 1 --threads 2
+    """
+    from edgedet.deploy import benchmark_table
+
+    rows, table, notes = benchmark_table(models, device=device, threads=threads or [1], runs=runs, warmup=warmup,
+                                         data=_data_or_synthetic(data))
+    console.print(table)
+    for note in notes:
+        console.print(note)
+    _write_json(json_out, rows)
 
 
 @app.command("search")

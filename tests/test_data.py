@@ -12,7 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from edgedet.cli import app
-from edgedet.data.coco import CocoDetection, collate, find_split
+from edgedet.data.annotations import find_split
+from edgedet.data.coco import CocoDetection, collate
 from edgedet.data.subset import carve_coco_subset
 from edgedet.data.synthetic import make_synthetic
 from edgedet.data.transforms import eval_transforms, train_transforms

@@ -38,3 +38,20 @@ def select_categories(coco: COCO, classes: list[str] | None) -> tuple[list[int],
         if count > 1:
             raise UsageError(f"class '{name}' given {count} times: list each class once")
     return [by_name[name] for name in classes], list(classes)
+
+
+def find_split(root: Path, split: str) -> tuple[Path, Path]:
+    """``(annotation file, image folder)`` of a split; ``train`` resolves to ``train2017`` when that is what exists."""
+    root = Path(root)
+    ann_dir = root / "annotations"
+    exact = ann_dir / f"instances_{split}.json"
+    matches = [exact] if exact.is_file() else sorted(ann_dir.glob(f"instances_*{split}*.json"))
+    if len(matches) != 1:
+        found = ", ".join(sorted(p.name for p in ann_dir.glob("instances_*.json"))) or "none"
+        raise UsageError(f"{'several' if matches else 'no'} annotation files for split '{split}' in {ann_dir} "
+                         f"(found: {found}); expected ROOT/annotations/instances_<split>.json and ROOT/<split>/")
+    images = root / matches[0].stem.removeprefix("instances_")
+    if not images.is_dir():
+        raise UsageError(f"no image folder {images} for {matches[0]}: COCO layout keeps a split's images in "
+                         "ROOT/<split>/")
+    return matches[0], images

@@ -40,29 +40,12 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torchvision import tv_tensors
 
-from edgedet.data.annotations import load_coco, select_categories
+from edgedet.data.annotations import find_split, load_coco, select_categories
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.progress import progress_track, stderr
 
 CROWD = -1  # label of crowd boxes while transforms run
 Sample = tuple[tv_tensors.Image, dict[str, Any]]
-
-
-def find_split(root: Path, split: str) -> tuple[Path, Path]:
-    """``(annotation file, image folder)`` of a split; ``train`` resolves to ``train2017`` when that is what exists."""
-    root = Path(root)
-    ann_dir = root / "annotations"
-    exact = ann_dir / f"instances_{split}.json"
-    matches = [exact] if exact.is_file() else sorted(ann_dir.glob(f"instances_*{split}*.json"))
-    if len(matches) != 1:
-        found = ", ".join(sorted(p.name for p in ann_dir.glob("instances_*.json"))) or "none"
-        raise UsageError(f"{'several' if matches else 'no'} annotation files for split '{split}' in {ann_dir} "
-                         f"(found: {found}); expected ROOT/annotations/instances_<split>.json and ROOT/<split>/")
-    images = root / matches[0].stem.removeprefix("instances_")
-    if not images.is_dir():
-        raise UsageError(f"no image folder {images} for {matches[0]}: COCO layout keeps a split's images in "
-                         "ROOT/<split>/")
-    return matches[0], images
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgedet.data.annotations import load_coco, select_categories
-from edgedet.data.coco import find_split
+from edgedet.data.annotations import find_split
 from edgedet.errors import UsageError
 from edgedet.progress import progress_track
 

@@ -23,11 +23,12 @@ from torch import nn
 
 from edgedet.devices.latency import LatencyLUT, layer_key, overhead_key, predict_ms, stem_key
 from edgedet.devices.profile import BUILT_DIR, DeviceProfile, get_profile, load_profile
-from edgedet.devices.timing import Timed, make_session, time_interleaved
+from edgedet.devices.timing import Timed, time_interleaved
 from edgedet.export.onnx_export import export_onnx
 from edgedet.export.quantize import quantize_qdq
 from edgedet.io import atomic_write_json, atomic_write_text
 from edgedet.progress import progress_steps, progress_track, stderr
+from edgedet.runtime.session import make_session
 from edgedet.space.archspec import ArchSpec, sample_arch
 from edgedet.space.backbone import Backbone
 from edgedet.space.blocks import make_op, make_stem

@@ -16,9 +16,10 @@ from scipy.stats import spearmanr
 from edgedet.devices.builder import backbone_model, runtime_id, timed
 from edgedet.devices.latency import LatencyLUT, predict_ms
 from edgedet.devices.profile import DeviceProfile
-from edgedet.devices.timing import Timed, make_session, time_interleaved
+from edgedet.devices.timing import Timed, time_interleaved
 from edgedet.errors import UsageError
 from edgedet.progress import progress_steps, progress_track
+from edgedet.runtime.session import make_session
 from edgedet.space.archspec import ArchSpec, sample_arch
 from edgedet.space.cost import op_kernels, stem_kernels, total
 

@@ -81,6 +81,20 @@ class DeviceProfile:
         return AnalyticModel.from_config(self.latency["analytic"][precision], precision=precision,
                                          where=f"{self.path}: latency.analytic.{precision}")
 
+    def int8_warning(self) -> str | None:
+        """Why an INT8 QDQ model might not run as INT8 on this device's runtime, or None."""
+        providers = self.runtime.get("providers", [])
+        if "CUDAExecutionProvider" in providers and "TensorrtExecutionProvider" not in providers:
+            return (f"{self.id}: ONNX Runtime's CUDA provider has no INT8 convolutions; this QDQ model would run "
+                    "dequantized (FP32) or on the CPU. Use the TensorRT provider with trt_int8_enable")
+        if "TensorrtExecutionProvider" in providers:
+            return (f"{self.id}: INT8 runs on the GPU only through the TensorRT provider (trt_int8_enable=True, "
+                    "QDQ model as written here); without TensorRT the CUDA provider falls back to "
+                    "dequantized FP32 or the CPU")
+        if "int8" not in self.precisions:
+            return f"{self.id}: the profile has no INT8 latencies, so the search did not optimise for INT8"
+        return None
+
     def to_yaml(self) -> str:
         data = {"id": self.id, "aliases": self.aliases, "description": self.description, "hardware": self.hardware,
                 "runtime": self.runtime, "latency": self.latency}

@@ -43,3 +43,18 @@ def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, clas
         stderr.print(f"warning: skipped {unreadable} of {len(image_ids)} images that could not be read")
     report = evaluate_coco(coco, results, image_ids=evaluated, category_ids=category_ids, class_names=class_names)
     return report, results
+
+
+def load_predictor(model: Path, *, conf: float = 0.05, threads: int = 1) -> tuple[Predictor, list[str]]:
+    """A predictor and its class names from an ONNX model (+ sidecar) or an edgedet checkpoint (needs torch)."""
+    model = Path(model)
+    if model.suffix == ".onnx":
+        from edgedet.runtime.onnx_detector import OnnxDetector
+
+        detector = OnnxDetector(model, conf=conf, threads=threads)
+        return detector, detector.class_names
+    from edgedet.detect.predict import TorchPredictor
+    from edgedet.train.checkpoint import load_detector
+
+    net, state = load_detector(model)
+    return TorchPredictor(net, conf=conf), list(state["class_names"])

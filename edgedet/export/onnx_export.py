@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import io
+import tempfile
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
+
+from edgedet.errors import EdgedetError
+from edgedet.io import atomic_write_bytes, atomic_write_json
 
 OPSET = 17
 
@@ -21,3 +29,59 @@ def export_onnx(module: nn.Module, example: torch.Tensor, *, opset: int = OPSET,
         torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset, input_names=["images"],
                           output_names=output_names, do_constant_folding=True)
     return buffer.getvalue()
+
+
+class _Raw(nn.Module):
+    """The detector's raw head output as the graph's one output (decode + NMS stay outside)."""
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.detector.raw(images)
+
+
+@dataclass
+class ExportResult:
+    onnx_path: Path
+    card_path: Path
+    max_abs_diff: float  # ONNX Runtime vs torch on the same input, raw outputs
+    relative_diff: float  # max_abs_diff / max(1, largest |output|): what the tolerance applies to
+
+
+def export_checkpoint(checkpoint: Path, out: Path, *, imgsz: int | None = None, opset: int = OPSET,
+                      tolerance: float = 1e-3) -> ExportResult:
+    """``checkpoint`` -> ``out`` (ONNX, raw head) + its sidecar, checked with onnx.checker and against torch.
+
+    Nothing is written unless both checks pass, so a failed export never leaves a half-valid model behind.
+    """
+    from edgedet import __version__
+    from edgedet.runtime.onnx_detector import check_onnx, open_session
+    from edgedet.runtime.sidecar import ModelCard, sidecar_path
+    from edgedet.train.checkpoint import load_detector
+
+    detector, state = load_detector(checkpoint, imgsz=imgsz)
+    size = detector.arch.imgsz
+    example = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 255
+    model = export_onnx(_Raw(detector), example, opset=opset, output_names=["raw"])
+    with torch.no_grad():
+        expected = detector.raw(example).numpy()
+    with tempfile.TemporaryDirectory(prefix="edgedet-export-") as tmp:
+        candidate = Path(tmp) / "model.onnx"
+        candidate.write_bytes(model)
+        check_onnx(candidate)
+        got = open_session(candidate).run(None, {"images": example.numpy()})[0]
+    diff = float(np.abs(got - expected).max())
+    relative = diff / max(1.0, float(np.abs(expected).max()))
+    if relative > tolerance:
+        raise EdgedetError(f"ONNX Runtime output differs from torch by {diff:.2e} ({relative:.2e} relative, "
+                           f"tolerance {tolerance:g}); try another --opset")
+    card = ModelCard(arch=str(detector.arch), imgsz=size, class_names=list(state["class_names"]),
+                     category_ids=[int(c) for c in state["category_ids"]], precision="fp32", version=__version__,
+                     provenance={"checkpoint": str(checkpoint), "epoch": state.get("epoch"), "opset": opset,
+                                 "torch": torch.__version__, "created": datetime.datetime.now().isoformat(
+                                     timespec="seconds"), "max_abs_diff_vs_torch": diff})
+    atomic_write_bytes(out, model)
+    atomic_write_json(sidecar_path(out), card.to_json())
+    return ExportResult(Path(out), sidecar_path(out), diff, relative)

@@ -1,20 +1,40 @@
 """ONNX Runtime static INT8 quantization: QDQ format, U8 activations, S8 per-channel weights.
 
-That combination is the fast one on x86 with VNNI (S8S8 and dynamic quantization run slower than FP32 here) and
-the one TensorRT consumes on Jetson. Torch-free.
+That combination is the fast one on x86 with VNNI (S8S8 and dynamic quantization run slower than FP32 there) and
+the one TensorRT consumes on Jetson. Calibration feeds real images through exactly the inference letterbox.
+
+When INT8 loses more AP than allowed, the nodes whose outputs quantize worst (lowest signal-to-quantization-noise
+ratio, from ONNX Runtime's ``qdq_loss_debug``) are kept in FP32, a few more at a time, until the drop is within
+budget (partial quantization, as DAMO-YOLO does). Torch-free.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quant_pre_process, quantize_static)
+from onnxruntime.quantization.qdq_loss_debug import (collect_activations, compute_activation_error,
+                                                     create_activation_matching,
+                                                     modify_model_output_intermediate_tensors)
+
+from edgedet.errors import UsageError
+from edgedet.progress import stderr
+from edgedet.runtime.preprocess import letterbox
+
+METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+           "percentile": CalibrationMethod.Percentile}
+ACTIVATIONS = ("Clip", "Relu")
+SENSITIVITY_IMAGES = 8  # enough to rank nodes; every intermediate tensor of every image is held in memory
 
 
 class _Batches(CalibrationDataReader):
@@ -27,21 +47,126 @@ class _Batches(CalibrationDataReader):
         return None if batch is None else {self._name: batch}
 
 
-def quantize_qdq(model: bytes, calibration: Iterable[np.ndarray], *,
-                 nodes_to_exclude: list[str] | None = None) -> bytes:
-    """INT8 QDQ model bytes, calibrated (min/max) on ``calibration`` input batches."""
-    proto = onnx.load_from_string(model)
-    input_name = proto.graph.input[0].name
+@contextmanager
+def _quiet():
+    """The quantizer logs generic advice on the root logger and its sessions warn about pruned initializers."""
     root = logging.getLogger()
     level = root.level
-    root.setLevel(logging.ERROR)  # the quantizer logs generic advice on the root logger at WARNING
-    ort.set_default_logger_severity(3)  # and its calibration session warns about initializers it prunes
+    root.setLevel(logging.ERROR)
+    ort.set_default_logger_severity(3)
     try:
-        with tempfile.TemporaryDirectory(prefix="edgedet-quant-") as tmp:
-            out = Path(tmp) / "int8.onnx"
-            quantize_static(proto, out, _Batches(input_name, calibration), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                            nodes_to_exclude=nodes_to_exclude)
-            return out.read_bytes()
+        yield
     finally:
         root.setLevel(level)
+
+
+def calibration_tensors(images: list[Path], imgsz: int, count: int) -> list[np.ndarray]:
+    """The first ``count`` readable images of ``images``, letterboxed as at inference; none readable is an error."""
+    tensors = []
+    for path in images:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if image is not None:
+            tensors.append(letterbox(image, imgsz)[0])
+        if len(tensors) == count:
+            break
+    if not tensors:
+        raise UsageError(f"no readable calibration images among {len(images)} files"
+                         + (f" in {images[0].parent}" if images else "") + "; point --data at a COCO-format folder")
+    return tensors
+
+
+def quantize_qdq(model: bytes, calibration: Iterable[np.ndarray], *, method: str = "minmax",
+                 nodes_to_exclude: list[str] | None = None) -> bytes:
+    """INT8 QDQ model bytes, calibrated with ``method`` on ``calibration`` input batches."""
+    if method not in METHODS:
+        raise UsageError(f"--method {method}: use one of {', '.join(METHODS)}")
+    proto = onnx.load_from_string(model)
+    input_name = proto.graph.input[0].name
+    with _quiet(), tempfile.TemporaryDirectory(prefix="edgedet-quant-") as tmp:
+        out = Path(tmp) / "int8.onnx"
+        quantize_static(proto, out, _Batches(input_name, calibration), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        nodes_to_exclude=nodes_to_exclude, calibrate_method=METHODS[method])
+        return out.read_bytes()
+
+
+def preprocess_for_quantization(model: bytes) -> bytes:
+    """``quant_pre_process`` (shape inference + graph optimisation) where it succeeds, else the model as it is."""
+    with _quiet(), tempfile.TemporaryDirectory(prefix="edgedet-prep-") as tmp:
+        source, target = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+        source.write_bytes(model)
+        try:
+            quant_pre_process(str(source), str(target))
+            return target.read_bytes()
+        except Exception as err:  # an optional step: say so, go on with the plain model
+            stderr.print(f"note: quant_pre_process skipped ({type(err).__name__}); quantizing the model as exported")
+            return model
+
+
+def node_sensitivity(fp32: bytes, int8: bytes, calibration: list[np.ndarray]) -> list[list[str]]:
+    """Groups of FP32-graph nodes to keep unquantized, worst-quantizing output first (lowest SQNR of the QDQ on
+    it). An activation (ReLU6 = Clip) is grouped with the conv it follows, whose output QDQ it carries."""
+    proto = onnx.load_from_string(fp32)
+    input_name = proto.graph.input[0].name
+    producers = {out: node for node in proto.graph.node for out in node.output}
+    with _quiet(), tempfile.TemporaryDirectory(prefix="edgedet-sens-") as tmp:
+        paths = {}
+        for key, model in (("fp32", fp32), ("int8", int8)):
+            (Path(tmp) / f"{key}.onnx").write_bytes(model)
+            paths[key] = Path(tmp) / f"{key}.aug.onnx"
+            modify_model_output_intermediate_tensors(Path(tmp) / f"{key}.onnx", paths[key])
+        float_acts = collect_activations(str(paths["fp32"]), _Batches(input_name, calibration))
+        qdq_acts = collect_activations(str(paths["int8"]), _Batches(input_name, calibration))
+    errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
+    ranked = sorted((float(err["qdq_err"]), name) for name, err in errors.items()
+                    if name in producers and np.isfinite(err.get("qdq_err", np.nan)))
+    groups = []
+    for _, tensor in ranked:
+        node = producers[tensor]
+        group = [node.name]
+        if node.op_type in ACTIVATIONS and node.input[0] in producers:
+            group.insert(0, producers[node.input[0]].name)
+        groups.append(group)
+    return groups
+
+
+@dataclass
+class QuantizeResult:
+    model: bytes
+    fp32_ap: float
+    int8_ap: float
+    kept_fp32: list[str] = field(default_factory=list)  # nodes left unquantized by the accuracy guard
+    trials: list[dict] = field(default_factory=list)  # every (nodes kept, AP) the guard tried
+
+    @property
+    def ap_drop(self) -> float:
+        return self.fp32_ap - self.int8_ap
+
+
+def quantize_guarded(fp32: bytes, calibration: list[np.ndarray], evaluate: Callable[[bytes], float], *,
+                     max_ap_drop: float = 1.0, method: str = "minmax", max_kept: int = 32) -> QuantizeResult:
+    """Quantize; if AP drops by more than ``max_ap_drop``, keep the most sensitive nodes in FP32 (1, 2, 4, ...
+    up to ``max_kept`` outputs) until it does not. Returns the first model within budget, else the one with the best AP."""
+    model = preprocess_for_quantization(fp32)
+    fp32_ap = evaluate(model)
+    int8 = quantize_qdq(model, calibration, method=method)
+    best = QuantizeResult(int8, fp32_ap, evaluate(int8))
+    best.trials.append({"kept_fp32": 0, "AP": best.int8_ap})
+    stderr.print(f"FP32 AP {fp32_ap:.2f}, INT8 AP {best.int8_ap:.2f} (drop {best.ap_drop:.2f}, budget {max_ap_drop:g})")
+    if best.ap_drop <= max_ap_drop:
+        return best
+    ranked = node_sensitivity(model, int8, calibration[:SENSITIVITY_IMAGES])
+    count = 1
+    while count <= min(max_kept, len(ranked)):
+        kept = [name for group in ranked[:count] for name in group]
+        candidate = quantize_qdq(model, calibration, method=method, nodes_to_exclude=kept)
+        ap = evaluate(candidate)
+        stderr.print(f"keeping the {count} most sensitive output(s) in FP32: INT8 AP {ap:.2f} "
+                     f"(drop {fp32_ap - ap:.2f})")
+        best.trials.append({"kept_fp32": count, "AP": ap})
+        if ap > best.int8_ap or fp32_ap - ap <= max_ap_drop:
+            best = QuantizeResult(candidate, fp32_ap, ap, kept, best.trials)
+        if best.ap_drop <= max_ap_drop:
+            break
+        count *= 2
+    return best

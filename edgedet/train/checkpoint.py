@@ -38,10 +38,13 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def load_detector(path: Path, *, use_ema: bool = True) -> tuple[Detector, dict[str, Any]]:
-    """The trained Detector (EMA weights by default, as evaluated during training) and the checkpoint dict."""
+def load_detector(path: Path, *, use_ema: bool = True, imgsz: int | None = None) -> tuple[Detector, dict[str, Any]]:
+    """The trained Detector (EMA weights by default, as evaluated during training) and the checkpoint dict;
+    ``imgsz`` rebuilds it for another input size (the network is fully convolutional)."""
     state = read_checkpoint(path)
     arch = ArchSpec.from_json(state["arch"])
+    if imgsz:
+        arch = arch.with_imgsz(imgsz)
     model = Detector(arch, len(state["class_names"]), neck_channels=state["config"]["neck_channels"])
     model.load_state_dict(state["ema"] if use_ema and state.get("ema") else state["model"])
     return model.eval(), state

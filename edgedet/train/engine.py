@@ -26,7 +26,8 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from edgedet import __version__
-from edgedet.data.coco import CocoDetection, collate, find_split
+from edgedet.data.annotations import find_split
+from edgedet.data.coco import CocoDetection, collate
 from edgedet.data.transforms import train_transforms
 from edgedet.detect.model import Detector
 from edgedet.detect.predict import TorchPredictor

@@ -1,0 +1,105 @@
+"""Deployment steps that tie the runtime to data and device profiles: guarded INT8 quantization and the
+benchmark table. Torch-free, like everything a device runs."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.table import Table
+
+from edgedet.data.annotations import find_split, load_coco
+from edgedet.errors import EdgedetError, UsageError
+from edgedet.evaluate.images import evaluate_predictor
+from edgedet.export.quantize import QuantizeResult, calibration_tensors, quantize_guarded
+from edgedet.io import atomic_write_bytes, atomic_write_json
+from edgedet.progress import stderr
+from edgedet.runtime.benchmark import BenchRow, benchmark_models, peak_rss_mb, read_images
+from edgedet.runtime.onnx_detector import OnnxDetector, check_onnx
+from edgedet.runtime.sidecar import read_card, sidecar_path
+
+
+def split_images(data: Path, split: str) -> list[Path]:
+    """The split's image files in image-id order (deterministic calibration and timing sets)."""
+    annotations, folder = find_split(data, split)
+    coco = load_coco(annotations)
+    return [folder / coco.imgs[i]["file_name"] for i in sorted(coco.getImgIds())]
+
+
+def quantize_model(model: Path, data: Path, out: Path, *, calib_images: int = 200, method: str = "minmax",
+                   max_ap_drop: float = 1.0, eval_images: int | None = None, threads: int = 2) -> QuantizeResult:
+    """FP32 ``model`` -> INT8 ``out`` (+ sidecar), calibrated on ``data``'s train images and guarded on its val
+    images. Nothing is written unless quantization completes."""
+    card = read_card(model)
+    check_onnx(model)
+    OnnxDetector(model)  # input size vs sidecar, output layout: fail before the slow part
+    calibration = calibration_tensors(split_images(data, "train"), card.imgsz, calib_images)
+    annotations, images = find_split(data, "val")
+
+    def evaluate(candidate: bytes) -> float:
+        with tempfile.TemporaryDirectory(prefix="edgedet-guard-") as tmp:
+            path = Path(tmp) / "model.onnx"
+            path.write_bytes(candidate)
+            sidecar_path(path).write_text(json.dumps(card.to_json()))
+            report, _ = evaluate_predictor(OnnxDetector(path, threads=threads), annotations, images,
+                                           card.class_names, max_images=eval_images)
+        return report.metrics["AP"]
+
+    stderr.print(f"calibrating on {len(calibration)} images ({method}), guarding on val")
+    result = quantize_guarded(model.read_bytes(), calibration, evaluate, max_ap_drop=max_ap_drop, method=method)
+    int8_card = card.to_json() | {"precision": "int8", "provenance": card.provenance | {
+        "quantized_from": str(model), "calibration": {"images": len(calibration), "method": method,
+                                                      "data": str(data)},
+        "fp32_AP": result.fp32_ap, "int8_AP": result.int8_ap, "kept_fp32": result.kept_fp32,
+        "guard_trials": result.trials}}
+    atomic_write_bytes(out, result.model)
+    atomic_write_json(sidecar_path(out), int8_card)
+    return result
+
+
+def _predicted_backbone_ms(device: str, arch: str | None, precision: str) -> tuple[float | None, str | None]:
+    """The LUT/analytic prediction for the model's backbone on ``device``, or why there is none."""
+    if arch is None:
+        return None, None
+    from edgedet.devices.latency import predict_ms
+    from edgedet.devices.profile import get_profile
+    from edgedet.space.archspec import ArchSpec
+
+    try:
+        profile = get_profile(device)
+        return predict_ms(profile.latency_model(precision), ArchSpec.parse(arch)), None
+    except EdgedetError as err:
+        return None, f"no {device} {precision} prediction: {err}"
+
+
+def benchmark_table(models: list[Path], *, device: str, threads: list[int], runs: int, warmup: int,
+                    data: Path) -> tuple[list[dict], Table, list[str]]:
+    """Every model at every thread count in one run; rows as flat dicts, the table, and notes to print."""
+    for model in models:
+        if Path(model).suffix != ".onnx":
+            raise UsageError(f"{model}: benchmark takes .onnx models (export a checkpoint with `edgedet export`)")
+    images = read_images(split_images(data, "val"), 20)
+    rows: list[BenchRow] = []
+    for count in threads:
+        rows += benchmark_models(models, threads=count, runs=runs, warmup=warmup, images=images)
+    table = Table("model", "prec", "thr", "median ms", "p90", "p99", "fps", "pre ms", "post ms", "e2e ms",
+                  "LUT backbone ms", "mem MB", "size MB", title=f"ONNX Runtime latency, batch 1 ({runs} runs each)")
+    out, notes = [], set()
+    for row in rows:
+        predicted, why = _predicted_backbone_ms(device, row.arch, row.precision)
+        if why:
+            notes.add(why)
+
+        def fmt(value: float | None) -> str:
+            return "-" if value is None else f"{value:.2f}"
+
+        table.add_row(row.model, row.precision, str(row.threads), fmt(row.median_ms), fmt(row.p90_ms),
+                      fmt(row.p99_ms), f"{row.throughput_fps:.1f}", fmt(row.pre_ms), fmt(row.post_ms),
+                      fmt(row.end_to_end_ms), fmt(predicted), f"{row.memory_mb:.0f}", f"{row.size_mb:.2f}")
+        out.append(asdict(row) | {"end_to_end_ms": row.end_to_end_ms, "predicted_backbone_ms": predicted,
+                                  "device": device})
+    notes_list = sorted(notes) + [f"peak process memory {peak_rss_mb():.0f} MB; the LUT predicts the backbone "
+                                  "alone (neck and head are not in it) at the profile's thread count"]
+    return out, table, notes_list

@@ -1,0 +1,28 @@
+"""ONNX Runtime sessions configured the one way edgedet deploys and measures them. Torch-free."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+
+def make_session(model: bytes | str, *, threads: int = 1, providers: list[str] | None = None) -> ort.InferenceSession:
+    """A session set up as edgedet deploys: full graph optimisation, fixed threads, no busy-wait spinning."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads > 1:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    available = ort.get_available_providers()
+    chosen = [p for p in (providers or ["CPUExecutionProvider"]) if p in available] or ["CPUExecutionProvider"]
+    return ort.InferenceSession(model, options, providers=chosen)
+
+
+def random_feed(session: ort.InferenceSession, seed: int = 0) -> dict[str, np.ndarray]:
+    """One random input per graph input, with the graph's static shape."""
+    rng = np.random.default_rng(seed)
+    return {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
+            for i in session.get_inputs()}

@@ -1,0 +1,141 @@
+"""Deploy: export checked against torch, INT8 with its accuracy guard, ONNX evaluation, benchmark, bad input."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgedet.cli import app
+from edgedet.data.synthetic import make_synthetic
+from edgedet.deploy import quantize_model, split_images
+from edgedet.detect.predict import TorchPredictor
+from edgedet.errors import UsageError
+from edgedet.export.onnx_export import export_checkpoint
+from edgedet.export.quantize import calibration_tensors, node_sensitivity, quantize_qdq
+from edgedet.runtime.benchmark import benchmark_models
+from edgedet.runtime.onnx_detector import OnnxDetector
+from edgedet.train.checkpoint import load_detector
+from edgedet.train.engine import TrainConfig, train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return make_synthetic(tmp_path_factory.mktemp("data") / "synthetic", train_images=32, val_images=8, size=200)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(synthetic, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train")
+    train(TrainConfig.from_dict(dict(arch="lite0@96", data=str(synthetic), epochs=3, batch=8, workers=0,
+                                     eval_every=100, max_eval_images=2, lr=4e-3)), folder)
+    return folder / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "model.onnx"
+    result = export_checkpoint(checkpoint, out)
+    assert result.relative_diff < 1e-4
+    return out
+
+
+def test_sidecar_carries_what_a_runtime_needs(exported, checkpoint):
+    card = json.loads(exported.with_suffix(".json").read_text())
+    assert card["arch"].startswith("lite0@96:") and card["imgsz"] == 96 and card["precision"] == "fp32"
+    assert card["class_names"] == ["circle", "square", "triangle"] and len(card["category_ids"]) == 3
+    assert "letterbox" in card["input"] and "(1, N, 4 + K)" in card["output"]["layout"]
+    assert card["provenance"]["checkpoint"] == str(checkpoint)
+
+
+def test_onnx_runtime_predicts_what_torch_predicts(exported, checkpoint, synthetic):
+    torch_predict = TorchPredictor(load_detector(checkpoint)[0], conf=0.01)
+    onnx_predict = OnnxDetector(exported, conf=0.01)
+    for path in split_images(synthetic, "val")[:3]:
+        image = cv2.imread(str(path))
+        a, b = torch_predict(image), onnx_predict(image)
+        assert len(a) == len(b) > 0
+        order_a, order_b = (np.lexsort(np.round(d.boxes_xyxy, 1).T[::-1]) for d in (a, b))  # near-tied scores
+        np.testing.assert_allclose(a.boxes_xyxy[order_a], b.boxes_xyxy[order_b], atol=0.05)
+        np.testing.assert_allclose(a.scores[order_a], b.scores[order_b], atol=1e-4)
+
+
+def test_export_at_another_size_and_mismatched_sidecar_is_refused(checkpoint, tmp_path):
+    export_checkpoint(checkpoint, tmp_path / "m128.onnx", imgsz=128)
+    assert OnnxDetector(tmp_path / "m128.onnx").card.imgsz == 128
+    card = json.loads((tmp_path / "m128.json").read_text())
+    (tmp_path / "m128.json").write_text(json.dumps(card | {"imgsz": 96}))
+    with pytest.raises(UsageError, match="the model takes .* but its sidecar says 96x96"):
+        OnnxDetector(tmp_path / "m128.onnx")
+
+
+def test_eval_compares_checkpoint_and_onnx_on_the_same_images(exported, checkpoint, synthetic, in_tmp):
+    result = runner.invoke(app, ["eval", str(checkpoint), "--compare", str(exported), "--data", str(synthetic),
+                                 "--json-out", "e.json"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    numbers = json.loads((in_tmp / "e.json").read_text())
+    assert abs(numbers["AP"] - numbers["model.onnx.AP"]) < 0.5  # same decode; only float rounding differs
+    assert (in_tmp / "runs/eval/1/detections.json").exists() and (in_tmp / "runs/eval/1/detections1.json").exists()
+
+
+def test_quantize_writes_int8_with_its_guard(exported, synthetic, tmp_path):
+    out = tmp_path / "model.int8.onnx"
+    result = quantize_model(exported, synthetic, out, calib_images=16, max_ap_drop=100.0)
+    assert result.kept_fp32 == [] and len(result.trials) == 1
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["precision"] == "int8" and card["provenance"]["calibration"]["images"] == 16
+    assert OnnxDetector(out)(cv2.imread(str(split_images(synthetic, "val")[0]))) is not None
+
+
+def test_guard_keeps_the_most_sensitive_nodes_in_fp32_until_within_budget(exported, synthetic, tmp_path):
+    # an impossible budget (INT8 must gain 100 AP) walks the whole schedule: 1, 2, 4 outputs kept in FP32
+    result = quantize_model(exported, synthetic, tmp_path / "q.onnx", calib_images=8, max_ap_drop=-100.0)
+    assert [t["kept_fp32"] for t in result.trials][:3] == [0, 1, 2]
+    assert all("/" in name for name in result.kept_fp32) or result.kept_fp32 == []
+
+
+def test_sensitivity_ranks_conv_outputs(exported, synthetic):
+    model = exported.read_bytes()
+    calibration = calibration_tensors(split_images(synthetic, "train"), 96, 4)
+    groups = node_sensitivity(model, quantize_qdq(model, calibration), calibration)
+    assert groups and any(name.endswith("/Conv") for group in groups for name in group)
+
+
+def test_benchmark_times_edgedet_models_and_peers_in_one_run(exported, synthetic, tmp_path):
+    peer = tmp_path / "peer.onnx"  # no sidecar: timed as a peer, on a random input
+    shutil.copy(exported, peer)
+    images = [cv2.imread(str(p)) for p in split_images(synthetic, "val")[:2]]
+    ours, theirs = benchmark_models([exported, peer], runs=6, warmup=1, images=images)
+    assert ours.median_ms > 0 and ours.pre_ms > 0 and ours.post_ms >= 0 and ours.arch.startswith("lite0@96")
+    assert theirs.pre_ms is None and theirs.arch is None and theirs.p99_ms >= theirs.median_ms
+
+
+def _edgedet(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "edgedet", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_bad_deploy_input_is_one_line_and_nothing_half_written(exported, checkpoint, in_tmp):
+    (in_tmp / "notes.onnx").write_text("not a model")
+    shutil.copy(exported, in_tmp / "bare.onnx")
+    empty = in_tmp / "empty"
+    make_synthetic(empty, train_images=2, val_images=1, size=200)
+    for image in (empty / "train").iterdir():
+        image.write_bytes(b"garbage")
+    cases = [
+        (["benchmark", "notes.onnx"], "not a loadable ONNX model"),
+        (["eval", "bare.onnx"], "no sidecar bare.json"),
+        (["quantize", str(exported), "--data", str(empty), "--out", "q.onnx"], "no readable calibration images"),
+        (["export", "notes.onnx"], "not an edgedet checkpoint"),
+    ]
+    for args, message in cases:
+        result = _edgedet(*args, cwd=in_tmp)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1
+    assert not (in_tmp / "q.onnx").exists() and not (in_tmp / "q.json").exists()

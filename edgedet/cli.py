@@ -444,6 +444,46 @@ def search_command(
     _write_json(json_out, {"arch": str(result.arch), "path": str(result.path), "devices": result.devices})
 
 
+@app.command("camera")
+def camera_command(
+    model: Annotated[Path, typer.Argument(help="An exported model.onnx or model.int8.onnx (with its sidecar).")],
+    source: Annotated[str, typer.Option(help="Camera index (0), video file, or rtsp:// / http:// stream.")] = "0",
+    show: Annotated[bool, typer.Option("--show/--no-show", help="Open a window (only when a display exists).")
+                    ] = True,
+    save: Annotated[Optional[Path], typer.Option(help="Write the annotated video here (.mp4).")] = None,
+    conf: Annotated[float, typer.Option(help="Score threshold for drawn detections.")] = 0.35,
+    iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.5,
+    classes: Annotated[Optional[str], typer.Option(help="Show only these classes, e.g. person,car.")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop after N processed frames.")] = None,
+    realtime: Annotated[bool, typer.Option(help="Play a file at its own frame rate, dropping frames the model "
+                                                "cannot keep up with (as a live camera would).")] = False,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 2,
+    reconnects: Annotated[int, typer.Option(help="Reconnect attempts when a live stream fails.")] = 5,
+    json_out: JsonOut = None,
+) -> None:
+    """Live detection on a camera, video file or stream: capture in its own thread (newest frame only for live
+    sources), boxes and a FPS/latency HUD, q or Esc to quit, stats at the end. Runs without torch.
+
+    Example: edgedet camera runs/pipeline/1/model.int8.onnx --source 0
+    """
+    from edgedet.runtime.camera import run_loop
+    from edgedet.runtime.onnx_detector import OnnxDetector
+
+    detector = OnnxDetector(model, threads=threads, conf=conf, iou=iou)
+    stats = run_loop(detector, source, show=show, save=save, classes=_class_list(classes), max_frames=max_frames,
+                     realtime=realtime, max_reconnects=reconnects)
+    summary = stats.summary()
+    table = Table("frames read", "processed", "dropped", "FPS", "e2e p50 ms", "e2e p95 ms", "inference p50 ms",
+                  "inference p95 ms", title=f"{source}: stopped by {summary['stopped_by']}")
+    table.add_row(*(str(summary[k]) for k in ("frames_read", "processed", "dropped")),
+                  *(f"{summary[k]:.1f}" for k in ("fps", "e2e_p50_ms", "e2e_p95_ms", "inference_p50_ms",
+                                                  "inference_p95_ms")))
+    console.print(table)
+    if save:
+        console.print(f"wrote {save}")
+    _write_json(json_out, summary)
+
+
 data_app = typer.Typer(help="COCO-format data: a synthetic set, subsets of COCO, quick statistics.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")

@@ -29,3 +29,31 @@ def in_tmp(tmp_path, monkeypatch):
     """Run in an empty folder, so ``runs/`` written by a test never touches the checkout."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def synthetic_small(tmp_path_factory) -> Path:
+    """A small synthetic COCO set (circles, squares, triangles) shared by the deploy and camera tests."""
+    from edgedet.data.synthetic import make_synthetic
+
+    return make_synthetic(tmp_path_factory.mktemp("data") / "synthetic", train_images=32, val_images=8, size=200)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(synthetic_small, tmp_path_factory) -> Path:
+    """A briefly trained lite0@96 detector: real weights for export, quantization and the live loop."""
+    from edgedet.train.engine import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("train")
+    train(TrainConfig.from_dict(dict(arch="lite0@96", data=str(synthetic_small), epochs=3, batch=8, workers=0,
+                                     eval_every=100, max_eval_images=2, lr=4e-3)), folder)
+    return folder / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def exported(checkpoint, tmp_path_factory) -> Path:
+    from edgedet.export.onnx_export import export_checkpoint
+
+    out = tmp_path_factory.mktemp("export") / "model.onnx"
+    assert export_checkpoint(checkpoint, out).relative_diff < 1e-4
+    return out

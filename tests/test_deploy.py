@@ -20,30 +20,8 @@ from edgedet.export.quantize import calibration_tensors, node_sensitivity, quant
 from edgedet.runtime.benchmark import benchmark_models
 from edgedet.runtime.onnx_detector import OnnxDetector
 from edgedet.train.checkpoint import load_detector
-from edgedet.train.engine import TrainConfig, train
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    return make_synthetic(tmp_path_factory.mktemp("data") / "synthetic", train_images=32, val_images=8, size=200)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(synthetic, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("train")
-    train(TrainConfig.from_dict(dict(arch="lite0@96", data=str(synthetic), epochs=3, batch=8, workers=0,
-                                     eval_every=100, max_eval_images=2, lr=4e-3)), folder)
-    return folder / "last.pt"
-
-
-@pytest.fixture(scope="module")
-def exported(checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "model.onnx"
-    result = export_checkpoint(checkpoint, out)
-    assert result.relative_diff < 1e-4
-    return out
 
 
 def test_sidecar_carries_what_a_runtime_needs(exported, checkpoint):
@@ -54,10 +32,10 @@ def test_sidecar_carries_what_a_runtime_needs(exported, checkpoint):
     assert card["provenance"]["checkpoint"] == str(checkpoint)
 
 
-def test_onnx_runtime_predicts_what_torch_predicts(exported, checkpoint, synthetic):
+def test_onnx_runtime_predicts_what_torch_predicts(exported, checkpoint, synthetic_small):
     torch_predict = TorchPredictor(load_detector(checkpoint)[0], conf=0.01)
     onnx_predict = OnnxDetector(exported, conf=0.01)
-    for path in split_images(synthetic, "val")[:3]:
+    for path in split_images(synthetic_small, "val")[:3]:
         image = cv2.imread(str(path))
         a, b = torch_predict(image), onnx_predict(image)
         assert len(a) == len(b) > 0
@@ -75,8 +53,8 @@ def test_export_at_another_size_and_mismatched_sidecar_is_refused(checkpoint, tm
         OnnxDetector(tmp_path / "m128.onnx")
 
 
-def test_eval_compares_checkpoint_and_onnx_on_the_same_images(exported, checkpoint, synthetic, in_tmp):
-    result = runner.invoke(app, ["eval", str(checkpoint), "--compare", str(exported), "--data", str(synthetic),
+def test_eval_compares_checkpoint_and_onnx_on_the_same_images(exported, checkpoint, synthetic_small, in_tmp):
+    result = runner.invoke(app, ["eval", str(checkpoint), "--compare", str(exported), "--data", str(synthetic_small),
                                  "--json-out", "e.json"], terminal_width=200)
     assert result.exit_code == 0, result.output
     numbers = json.loads((in_tmp / "e.json").read_text())
@@ -84,33 +62,33 @@ def test_eval_compares_checkpoint_and_onnx_on_the_same_images(exported, checkpoi
     assert (in_tmp / "runs/eval/1/detections.json").exists() and (in_tmp / "runs/eval/1/detections1.json").exists()
 
 
-def test_quantize_writes_int8_with_its_guard(exported, synthetic, tmp_path):
+def test_quantize_writes_int8_with_its_guard(exported, synthetic_small, tmp_path):
     out = tmp_path / "model.int8.onnx"
-    result = quantize_model(exported, synthetic, out, calib_images=16, max_ap_drop=100.0)
+    result = quantize_model(exported, synthetic_small, out, calib_images=16, max_ap_drop=100.0)
     assert result.kept_fp32 == [] and len(result.trials) == 1
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["precision"] == "int8" and card["provenance"]["calibration"]["images"] == 16
-    assert OnnxDetector(out)(cv2.imread(str(split_images(synthetic, "val")[0]))) is not None
+    assert OnnxDetector(out)(cv2.imread(str(split_images(synthetic_small, "val")[0]))) is not None
 
 
-def test_guard_keeps_the_most_sensitive_nodes_in_fp32_until_within_budget(exported, synthetic, tmp_path):
+def test_guard_keeps_the_most_sensitive_nodes_in_fp32_until_within_budget(exported, synthetic_small, tmp_path):
     # an impossible budget (INT8 must gain 100 AP) walks the whole schedule: 1, 2, 4 outputs kept in FP32
-    result = quantize_model(exported, synthetic, tmp_path / "q.onnx", calib_images=8, max_ap_drop=-100.0)
+    result = quantize_model(exported, synthetic_small, tmp_path / "q.onnx", calib_images=8, max_ap_drop=-100.0)
     assert [t["kept_fp32"] for t in result.trials][:3] == [0, 1, 2]
     assert all("/" in name for name in result.kept_fp32) or result.kept_fp32 == []
 
 
-def test_sensitivity_ranks_conv_outputs(exported, synthetic):
+def test_sensitivity_ranks_conv_outputs(exported, synthetic_small):
     model = exported.read_bytes()
-    calibration = calibration_tensors(split_images(synthetic, "train"), 96, 4)
+    calibration = calibration_tensors(split_images(synthetic_small, "train"), 96, 4)
     groups = node_sensitivity(model, quantize_qdq(model, calibration), calibration)
     assert groups and any(name.endswith("/Conv") for group in groups for name in group)
 
 
-def test_benchmark_times_edgedet_models_and_peers_in_one_run(exported, synthetic, tmp_path):
+def test_benchmark_times_edgedet_models_and_peers_in_one_run(exported, synthetic_small, tmp_path):
     peer = tmp_path / "peer.onnx"  # no sidecar: timed as a peer, on a random input
     shutil.copy(exported, peer)
-    images = [cv2.imread(str(p)) for p in split_images(synthetic, "val")[:2]]
+    images = [cv2.imread(str(p)) for p in split_images(synthetic_small, "val")[:2]]
     ours, theirs = benchmark_models([exported, peer], runs=6, warmup=1, images=images)
     assert ours.median_ms > 0 and ours.pre_ms > 0 and ours.post_ms >= 0 and ours.arch.startswith("lite0@96")
     assert theirs.pre_ms is None and theirs.arch is None and theirs.p99_ms >= theirs.median_ms

@@ -484,6 +484,71 @@ def camera_command(
     _write_json(json_out, summary)
 
 
+@app.command("pipeline")
+def pipeline_command(
+    device: Annotated[list[str], typer.Option(help="Device profile id or alias (repeat for several devices).")],
+    target_ms: Annotated[Optional[list[float]], typer.Option(help="Hard latency budget in ms: once for every "
+                                                                  "device, or once per --device in order.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (default: the embedded synthetic set, "
+                                                     "sized to finish in under 15 minutes on 2 cores).")] = None,
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated class subset, e.g. person,car.")] = None,
+    fast: Annotated[bool, typer.Option(help="A few minutes in all: small input, 2 search and 3 training "
+                                            "epochs (a smoke run, not a result).")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a stage setting, e.g. --set "
+                                                                    "train.epochs=20 --set baselines.archs=[lite0] "
+                                                                    "(stages: search, train, baselines, quantize, "
+                                                                    "benchmark).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run folder runs/pipeline/NAME (default: next number); "
+                                                     "re-running a NAME skips finished stages.")] = None,
+    device_type: DeviceType = "auto",
+    json_out: JsonOut = None,
+) -> None:
+    """The whole loop for a device: profile -> search -> train (+ baselines) -> export -> quantize -> evaluate ->
+    benchmark -> report.md, in runs/pipeline/NAME/ with a manifest; re-running skips finished stages and resumes
+    an interrupted one.
+
+    Example: edgedet pipeline --device jetson --name demo
+    """
+    from edgedet.pipeline.run import PipelineConfig, parse_overrides, run_pipeline
+
+    preset = "fast" if fast else ("synthetic" if data is None else "full")
+    config = PipelineConfig(devices=device, data=str(_data_or_synthetic(data)), preset=preset,
+                            target_ms=target_ms or [], classes=_class_list(classes),
+                            overrides=parse_overrides(set_ or []), device_type=device_type)
+    folder = _run_folder("pipeline", name)
+    manifest = run_pipeline(config, folder)
+    stages = manifest["stages"]
+    table = Table("model", "AP", "AP50", "host median ms", title=f"{folder} ({manifest['total_seconds'] / 60:.1f} "
+                                                                  "min of stage time)")
+    for key, row in stages["evaluate"]["outputs"]["models"].items():
+        host = stages["benchmark"]["outputs"]["host"][key]
+        table.add_row(key, f"{row['AP']:.1f}", f"{row['AP50']:.1f}", f"{host['median_ms']:.1f}")
+    console.print(table)
+    console.print(f"architecture {stages['search']['outputs']['arch_json']}\n"
+                  f"checkpoint   {stages['train']['outputs']['checkpoint']}\n"
+                  f"ONNX         {stages['export']['outputs']['onnx']}\n"
+                  f"INT8         {stages['quantize']['outputs']['onnx']}\n"
+                  f"report       {stages['report']['outputs']['report']}")
+    console.print(f"next: edgedet camera {stages['quantize']['outputs']['onnx']} --source 0")
+    models = stages["evaluate"]["outputs"]["models"]
+    _write_json(json_out, {"AP": models["searched fp32"]["AP"], "AP50": models["searched fp32"]["AP50"],
+                           "int8_AP": models["searched int8"]["AP"], "total_s": manifest["total_seconds"],
+                           "median_ms": stages["benchmark"]["outputs"]["host"]["searched int8"]["median_ms"]})
+
+
+@app.command("report")
+def report_command(
+    run: Annotated[Path, typer.Argument(help="A pipeline run folder, e.g. runs/pipeline/demo.")],
+) -> None:
+    """Rebuild report.md and its plots from a pipeline run's manifest.
+
+    Example: edgedet report runs/pipeline/demo
+    """
+    from edgedet.pipeline.report import rebuild_report
+
+    console.print(f"wrote {rebuild_report(run)}")
+
+
 data_app = typer.Typer(help="COCO-format data: a synthetic set, subsets of COCO, quick statistics.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")

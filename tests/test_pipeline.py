@@ -1,0 +1,64 @@
+"""The pipeline: every stage runs, the manifest lets a re-run skip or redo exactly what it should, the report."""
+
+import json
+
+from typer.testing import CliRunner
+
+from edgedet.cli import app
+
+runner = CliRunner()
+TINY = ["--set", "search.imgsz=64", "--set", "search.batch=8", "--set", "search.workers=0",
+        "--set", "train.imgsz=64", "--set", "train.batch=8", "--set", "train.workers=0",
+        "--set", "quantize.calib_images=4", "--set", "benchmark.runs=3", "--set", "benchmark.random_archs=0"]
+
+
+def _pipeline(data, *extra):
+    return runner.invoke(app, ["pipeline", "--device", "jetson", "--device", "raspi4", "--data", str(data),
+                               "--fast", "--name", "p", "--json-out", "p.json", *TINY, *extra],
+                         terminal_width=200)
+
+
+def _stages(folder):
+    return json.loads((folder / "manifest.json").read_text())["stages"]
+
+
+def test_pipeline_runs_every_stage_then_skips_redoes_or_resumes_what_it_should(synthetic_small, in_tmp):
+    result = _pipeline(synthetic_small)
+    assert result.exit_code == 0, result.output
+    folder = in_tmp / "runs/pipeline/p"
+    first = _stages(folder)
+    assert all(stage["status"] == "done" for stage in first.values()) and len(first) == 9
+    for artefact in ("model.onnx", "model.json", "model.int8.onnx", "report.md", "plots/accuracy_vs_latency.png",
+                     "plots/search.png", "plots/fp32_vs_int8.png", "search/arch.json", "train/best.pt"):
+        assert (folder / artefact).exists(), artefact
+    report = (folder / "report.md").read_text()
+    assert "jetson predicted ms" in report and "raspi4 predicted ms" in report and "edgedet camera" in report
+    assert "next: edgedet camera runs/pipeline/p/model.int8.onnx --source 0" in result.output
+    numbers = json.loads((in_tmp / "p.json").read_text())
+    assert numbers["median_ms"] > 0 and 0 <= numbers["AP"] <= 100
+
+    again = _pipeline(synthetic_small)  # nothing changed: every stage is skipped
+    assert again.exit_code == 0 and _stages(folder) == first
+
+    changed = _pipeline(synthetic_small, "--set", "train.epochs=2")  # the search is kept, training onwards redone
+    assert changed.exit_code == 0, changed.output
+    redone = _stages(folder)
+    assert redone["search"] == first["search"] and redone["train"]["settings"]["epochs"] == 2
+    assert redone["report"]["seconds"] != first["report"]["seconds"] or redone["export"] != first["export"]
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["stages"]["train"]["status"] = "running"  # as if Ctrl-C had hit during training
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    resumed = _pipeline(synthetic_small, "--set", "train.epochs=2")
+    assert resumed.exit_code == 0 and "train: resuming" in resumed.output
+    assert "search: done before, skipped" in resumed.output
+
+    (folder / "report.md").unlink()
+    rebuilt = runner.invoke(app, ["report", str(folder)])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert (folder / "report.md").exists()
+
+
+def test_bad_override_is_a_clear_error(in_tmp):
+    result = runner.invoke(app, ["pipeline", "--device", "jetson", "--set", "train-epochs=3"])
+    assert result.exit_code != 0 and "use STAGE.KEY=VALUE" in str(result.exception or result.output)

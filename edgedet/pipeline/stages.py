@@ -106,8 +106,7 @@ def benchmark_stage(config: PipelineConfig, folder: Path, context: Context, resu
     from edgedet.deploy import split_images
     from edgedet.io import atomic_write_json
     from edgedet.runtime.benchmark import benchmark_models, read_images
-    from edgedet.space.archspec import ArchSpec, sample_arch
-    from edgedet.space.spaces import get_space
+    from edgedet.space.archspec import ArchSpec
 
     settings = config.stage("benchmark")
     models = context["evaluate"]["models"]

@@ -56,10 +56,10 @@ def peak_rss_mb() -> float:
 class _Subject:
     """One model under test: its session, input, and (for edgedet models) its detector for pre/post timing."""
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, conf: float) -> None:
         before = _rss_mb()
         self.path = Path(path)
-        self.detector = OnnxDetector(path, threads=threads) if sidecar_path(path).is_file() else None
+        self.detector = OnnxDetector(path, threads=threads, conf=conf) if sidecar_path(path).is_file() else None
         self.session: ort.InferenceSession = (self.detector.session if self.detector
                                               else open_session(path, threads=threads))
         self.feed = random_feed(self.session)
@@ -94,9 +94,10 @@ def read_images(paths: list[Path], count: int) -> list[np.ndarray]:
 
 
 def benchmark_models(models: list[Path], *, threads: int = 1, runs: int = 100, warmup: int = 10,
-                     images: list[np.ndarray] | None = None, seed: int = 0) -> list[BenchRow]:
-    """Time every model ``runs`` times in shuffled interleaved bursts; pre/post on ``images`` where it applies."""
-    subjects = [_Subject(path, threads) for path in models]
+                     images: list[np.ndarray] | None = None, conf: float = 0.05, seed: int = 0) -> list[BenchRow]:
+    """Time every model ``runs`` times in shuffled interleaved bursts; pre/post on ``images`` where it applies
+    (decoding at score threshold ``conf``: fewer candidates make NMS cheaper)."""
+    subjects = [_Subject(path, threads, conf) for path in models]
     for subject in subjects:
         subject.burst(warmup)
         subject.times.clear()

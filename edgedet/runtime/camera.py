@@ -75,7 +75,10 @@ class FrameReader(threading.Thread):
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 0.0
         self.newest_only = is_live(source) or realtime
         self.paced = realtime and not is_live(source)
-        self.frames = queue.Queue(maxsize=1)  # files: one decoded frame ahead of the model
+        self.frames = queue.Queue(maxsize=1)
+        # files: read the next frame only once the loop took the last, so decoding overlaps inference but a
+        # frame never waits more than one cycle (its capture time stays honest)
+        self.turn = threading.Semaphore(1)
         self.read_count = self.dropped = self.reconnects = 0
         self.stopping = threading.Event()
         self.error: str | None = None
@@ -84,6 +87,8 @@ class FrameReader(threading.Thread):
         start = time.perf_counter()
         try:
             while not self.stopping.is_set():
+                if not self.newest_only and not self.turn.acquire(timeout=0.1):
+                    continue
                 ok, image = self.capture.read()
                 if not ok:
                     if is_live(self.source) and self._reconnect():
@@ -133,7 +138,9 @@ class FrameReader(threading.Thread):
         """The next frame to process; None at the end of the source."""
         while True:
             try:
-                return self.frames.get(timeout=0.1)
+                frame = self.frames.get(timeout=0.1)
+                self.turn.release()
+                return frame
             except queue.Empty:
                 if not self.is_alive() and self.frames.empty():
                     return None

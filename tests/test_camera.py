@@ -138,3 +138,15 @@ def test_camera_command_runs_without_torch(exported, video, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "s.json").read_text())["processed"] == 3
+
+
+def test_ctrl_c_stops_cleanly_with_a_playable_video(video, tmp_path):
+    def interrupt_at_frame_5(frame, detections):
+        if frame.index == 5:
+            raise KeyboardInterrupt
+
+    stats = run_loop(BrightSpotDetector(), str(video), show=False, save=tmp_path / "cut.mp4",
+                     on_frame=interrupt_at_frame_5)
+    assert stats.stopped_by == "Ctrl-C" and stats.processed == 6
+    saved = cv2.VideoCapture(str(tmp_path / "cut.mp4"))
+    assert saved.get(cv2.CAP_PROP_FRAME_COUNT) == 5 and saved.read()[0]  # frames 0-4 were drawn and written

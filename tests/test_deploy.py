@@ -117,3 +117,17 @@ def test_bad_deploy_input_is_one_line_and_nothing_half_written(exported, checkpo
         assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
         assert result.stderr.count("\n") == 1
     assert not (in_tmp / "q.onnx").exists() and not (in_tmp / "q.json").exists()
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_every_calibration_method_gives_a_runnable_int8_model(exported, synthetic_small, method):
+    from edgedet.runtime.session import make_session, random_feed
+
+    calibration = calibration_tensors(split_images(synthetic_small, "train"), 96, 4)
+    session = make_session(quantize_qdq(exported.read_bytes(), calibration, method=method))
+    assert session.run(None, random_feed(session))[0].shape == (1, 12 * 12 + 6 * 6 + 3 * 3, 7)
+
+
+def test_unknown_calibration_method_is_refused(exported):
+    with pytest.raises(UsageError, match="--method histogram: use one of minmax, entropy, percentile"):
+        quantize_qdq(exported.read_bytes(), [], method="histogram")

@@ -25,7 +25,6 @@ from edgedet.runtime.camera import run_loop
 from edgedet.runtime.onnx_detector import OnnxDetector
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-CONF = 0.35  # the camera command's default score threshold, for the loop and the benchmark alike
 
 
 def video_frames(path: Path, count: int) -> list[np.ndarray]:
@@ -47,15 +46,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--conf", type=float, default=0.35, help="score threshold, for the loop and the benchmark "
+                        "alike (the camera command's default)")
     parser.add_argument("--save", type=Path, default=Path("runs/bench/live_loop.mp4"))
     parser.add_argument("--json-out", type=Path, default=Path("runs/bench/live_loop.json"))
     args = parser.parse_args()
 
     frames = video_frames(args.video, 20)
-    detector = OnnxDetector(args.model, threads=args.threads, conf=CONF, iou=0.5)
+    detector = OnnxDetector(args.model, threads=args.threads, conf=args.conf, iou=0.5)
     rounds = []
     for _ in range(args.rounds):
-        bench = benchmark_models([args.model], threads=args.threads, runs=args.runs, images=frames, conf=CONF)[0]
+        bench = benchmark_models([args.model], threads=args.threads, runs=args.runs, images=frames, conf=args.conf)[0]
         stats = run_loop(detector, str(args.video), show=False, max_frames=args.frames)
         summary = stats.summary()
         rounds.append(summary | {"benchmark_e2e_ms": bench.end_to_end_ms, "benchmark_median_ms": bench.median_ms,

@@ -144,8 +144,10 @@ def _host_check(archs: dict[str, str], imgsz: int, random_archs: int) -> dict[st
         space = get_space(candidates["searched"].space)
         candidates |= {f"random {i + 1}": sample_arch(space, imgsz, rng) for i in range(random_archs)}
         predicted = {key: predict_ms(lut, arch) for key, arch in candidates.items()}
-    except EdgedetError as err:
-        return {"skipped": f"no host fp32 LUT for this space and size ({str(err).splitlines()[0][:160]})"}
+    except EdgedetError:
+        space_name = ArchSpec.parse(archs["searched"]).space
+        return {"skipped": f"no host fp32 LUT for {space_name}@{imgsz}; measure one with `edgedet profile build "
+                           f"--name host --space {space_name} --imgsz {imgsz}` before the pipeline"}
     reference = ArchSpec.default(space.name, imgsz)
     sessions = timed([(key, backbone_model(arch, "fp32")) for key, arch in candidates.items()], threads=1)
     result = time_interleaved(sessions, timed([("ref", backbone_model(reference, "fp32"))], 1)["ref"], rounds=5)

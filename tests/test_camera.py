@@ -150,3 +150,11 @@ def test_ctrl_c_stops_cleanly_with_a_playable_video(video, tmp_path):
     assert stats.stopped_by == "Ctrl-C" and stats.processed == 6
     saved = cv2.VideoCapture(str(tmp_path / "cut.mp4"))
     assert saved.get(cv2.CAP_PROP_FRAME_COUNT) == 5 and saved.read()[0]  # frames 0-4 were drawn and written
+
+
+def test_a_camera_that_is_not_there_is_one_line_and_exit_2(exported, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "edgedet", "camera", str(exported), "--source", "99",
+                             "--no-show"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == ("error: could not open camera index 99 (/dev/video99); check the device/URL, or try "
+                             "--source path.mp4\n")

@@ -23,6 +23,7 @@ import numpy as np
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.runtime.detections import Detections
 
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own console noise on a failed open: quiet
 WINDOW = "edgedet"
 QUIT_KEYS = (ord("q"), 27)  # q, Esc
 
@@ -49,7 +50,9 @@ def is_live(source: str) -> bool:
 
 
 def open_capture(source: str) -> cv2.VideoCapture:
-    """A camera index, a file or a stream URL; failure lists what was tried and what to do."""
+    """A camera index, a file or a stream URL; failure lists what was tried and what to do (in one line: OpenCV's
+    own warnings are silenced while opening)."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     if source.isdigit():
         capture, tried = cv2.VideoCapture(int(source)), f"camera index {source} (/dev/video{source})"
     elif "://" in source:

@@ -158,3 +158,10 @@ def test_a_camera_that_is_not_there_is_one_line_and_exit_2(exported, tmp_path):
     assert result.returncode == 2
     assert result.stderr == ("error: could not open camera index 99 (/dev/video99); check the device/URL, or try "
                              "--source path.mp4\n")
+
+
+def test_realtime_file_plays_at_its_frame_rate_and_drops_what_the_model_misses(video):
+    start = time.perf_counter()
+    stats = run_loop(BrightSpotDetector(delay_s=0.25), str(video), show=False, realtime=True)
+    assert time.perf_counter() - start >= (FRAMES - 1) / 10 * 0.9  # 24 frames at the file's 10 fps
+    assert stats.frames_read == FRAMES and stats.dropped > 0 and stats.processed + stats.dropped <= FRAMES

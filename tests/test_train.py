@@ -60,3 +60,12 @@ def test_unknown_setting_suggests_the_right_one():
 def test_resume_without_a_checkpoint_is_a_clear_error(synthetic, tmp_path):
     with pytest.raises(UsageError, match="no .*last.pt to resume from"):
         train(_config(synthetic), tmp_path, resume=True)
+
+
+def test_static_assign_epochs_none_keeps_prior_box_matching_throughout(synthetic, tmp_path):
+    trainer = Trainer(_config(synthetic, epochs=2, static_assign_epochs=None), tmp_path)
+    trainer.train_epoch(1)
+    assert trainer.model.loss.static
+    trainer.config.static_assign_epochs = 1
+    trainer.train_epoch(1)
+    assert not trainer.model.loss.static  # task-aligned from epoch 1 on

@@ -53,7 +53,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 2.0
-    static_assign_epochs: int = 4  # match on prior boxes first, then task-aligned (see edgedet.detect.loss)
+    static_assign_epochs: int | None = 4  # prior-box matching first, then task-aligned; None: prior boxes throughout
     min_lr_ratio: float = 0.05  # cosine ends at lr * this
     ema_decay: float = 0.998
     grad_clip: float = 10.0
@@ -251,7 +251,8 @@ class Trainer:
     # --- loop --------------------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.net.train()
-        self.model.loss.static = epoch < self.config.static_assign_epochs
+        limit = self.config.static_assign_epochs
+        self.model.loss.static = limit is None or epoch < limit
         self.loader.generator.manual_seed(self.config.seed + epoch)  # same order and augmentation on resume
         if self.sampler:
             self.sampler.set_epoch(epoch)

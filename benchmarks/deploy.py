@@ -71,18 +71,18 @@ def main() -> None:
     export_checkpoint(args.checkpoint, fp32)
     guard = quantize_model(fp32, args.data, int8, calib_images=args.calib_images, max_ap_drop=args.max_ap_drop)
     annotations, images = find_split(args.data, "val")
-    _, class_names = load_predictor(fp32)
-    keep = None if len(class_names) == 80 else class_names
+    fp32_predictor = load_predictor(fp32)  # (predictor, class names)
+    class_names = fp32_predictor[1]
+    keep = None if len(class_names) == 80 else class_names  # the peers, on the checkpoint's classes
     names = coco80_names(annotations)
+    peers = {"FastestDet (peer)": FastestDet(names, keep=keep), "NanoDet-m 320 (peer)": NanoDetM(names, keep=keep)}
+    predictors = {"torch checkpoint": load_predictor(args.checkpoint), "ONNX FP32": fp32_predictor,
+                  "ONNX INT8": load_predictor(int8), **{key: (peer, peer.class_names) for key, peer in peers.items()}}
     rows: dict[str, dict] = {"torch checkpoint": {"path": args.checkpoint}, "ONNX FP32": {"path": fp32},
                              "ONNX INT8": {"path": int8}, "FastestDet (peer)": {"path": FASTESTDET},
                              "NanoDet-m 320 (peer)": {"path": NANODET}}
-    predictors = {"torch checkpoint": load_predictor(args.checkpoint)[0], "ONNX FP32": load_predictor(fp32)[0],
-                  "ONNX INT8": load_predictor(int8)[0], "FastestDet (peer)": FastestDet(names, keep=keep),
-                  "NanoDet-m 320 (peer)": NanoDetM(names, keep=keep)}
-    for key, predict in predictors.items():
-        report, _ = evaluate_predictor(predict, annotations, images, keep or names if "peer" in key
-                                       else class_names)
+    for key, (predict, predict_names) in predictors.items():
+        report, _ = evaluate_predictor(predict, annotations, images, predict_names)
         rows[key] |= {"AP": report.metrics["AP"], "AP50": report.metrics["AP50"],
                       "size_mb": Path(rows[key]["path"]).stat().st_size / 2**20}
     frames = read_images(split_images(args.data, "val"), 20)

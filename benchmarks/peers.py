@@ -4,6 +4,10 @@ They belong to the benchmarks, not to the package: each turns a BGR image into `
 pixels with the input and output conventions that ../shared/peers/README.md documents, so that the peers go through
 edgedet's own evaluation loop on the same images. ``keep`` restricts them to a class subset (to compare with a
 model trained on, say, ``person`` alone).
+
+    python benchmarks/peers.py [--data ../shared/datasets/coco-mini] [--classes person]
+
+prints the peers' AP on the val split and writes runs/bench/peers.json.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ NANODET_STD = np.array([57.375, 57.12, 58.395], np.float32)
 
 def coco80_names(annotations: Path) -> list[str]:
     """The peers' 80 classes in order: COCO's category names sorted by category id (as their labels count)."""
-    categories = load_coco(annotations).loadCats(load_coco(annotations).getCatIds())
+    coco = load_coco(annotations)
+    categories = coco.loadCats(coco.getCatIds())
     return [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
 
 
@@ -38,14 +43,14 @@ class _Peer:
         self.input_name = self.session.get_inputs()[0].name
         self.conf, self.iou = conf, iou
         self.class_names = keep or names
-        self.class_index = np.array([names.index(n) for n in self.class_names])  # our label -> COCO-80 index
+        self.label_of = np.full(len(names), -1)  # COCO-80 index -> index into class_names, -1: not wanted
+        self.label_of[[names.index(n) for n in self.class_names]] = np.arange(len(self.class_names))
 
     def _finish(self, boxes: np.ndarray, scores: np.ndarray, labels80: np.ndarray) -> Detections:
         """Keep the wanted classes above ``conf``, per-class NMS, labels re-indexed into ``class_names``."""
-        wanted = np.isin(labels80, self.class_index) & (scores > self.conf)
-        boxes, scores, labels80 = boxes[wanted], scores[wanted], labels80[wanted]
-        order = np.argsort(self.class_index)
-        labels = order[np.searchsorted(self.class_index[order], labels80)]
+        labels = self.label_of[labels80]
+        wanted = (labels >= 0) & (scores > self.conf)
+        boxes, scores, labels = boxes[wanted], scores[wanted], labels[wanted]
         keep = batched_nms(boxes, scores, labels, self.iou)[:100]
         return Detections(boxes[keep].astype(np.float32), scores[keep].astype(np.float32), labels[keep])
 
@@ -111,3 +116,36 @@ class NanoDetM(_Peer):
         boxes = np.concatenate(all_boxes)
         boxes = ((boxes - [left, top, left, top]) / scale).clip(0, [width, height] * 2)
         return self._finish(boxes, np.concatenate(all_scores), np.concatenate(all_labels))
+
+
+def main() -> None:
+    """The peers' own accuracy on a COCO-format val split, through edgedet's evaluation loop."""
+    import argparse
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgedet.data.annotations import find_split
+    from edgedet.evaluate.images import evaluate_predictor
+    from edgedet.io import atomic_write_json
+
+    parser = argparse.ArgumentParser(description="AP of the peer detectors on a COCO-format val split.")
+    parser.add_argument("--data", type=Path, default=PEERS.parent / "datasets" / "coco-mini")
+    parser.add_argument("--classes", nargs="*", help="restrict to these classes (default: all 80)")
+    parser.add_argument("--json-out", type=Path, default=Path("runs/bench/peers.json"))
+    args = parser.parse_args()
+    annotations, images = find_split(args.data, "val")
+    names = coco80_names(annotations)
+    table, numbers = Table("peer", "AP", "AP50", title=f"{args.data.name} val, {args.classes or 'all 80 classes'}"), {}
+    for peer in (FastestDet(names, keep=args.classes), NanoDetM(names, keep=args.classes)):
+        report, _ = evaluate_predictor(peer, annotations, images, peer.class_names)
+        name = type(peer).__name__
+        numbers |= {f"{name}.AP": report.metrics["AP"], f"{name}.AP50": report.metrics["AP50"]}
+        table.add_row(name, f"{report.metrics['AP']:.1f}", f"{report.metrics['AP50']:.1f}")
+    Console().print(table)
+    atomic_write_json(args.json_out, numbers)
+    print(f"wrote {args.json_out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from edgedet import __version__
 from edgedet.errors import EdgedetError, UsageError
+from edgedet.io import run_dir
 
 app = typer.Typer(
     help="Search, train, quantize and run a fast object detector for a chosen edge device.\n\n"
@@ -33,6 +34,9 @@ app.add_typer(arch_app, name="arch")
 console = Console(width=None if sys.stdout.isatty() else 160)  # tables stay readable in logs
 
 JsonOut = Annotated[Optional[Path], typer.Option("--json-out", help="Also write the numbers as flat JSON here.")]
+Classes = Annotated[Optional[str], typer.Option(help="Comma-separated class subset, e.g. person,car.")]
+TargetMs = Annotated[Optional[list[float]], typer.Option(help="Hard latency budget in ms: once for every device, "
+                                                              "or once per --device in order.")]
 
 
 def _version(value: bool) -> None:
@@ -188,17 +192,9 @@ def _data_or_synthetic(data: Optional[Path]) -> Path:
     return make_synthetic(Path("runs") / "data" / "synthetic")
 
 
-def _run_folder(stage: str, name: Optional[str]) -> Path:
-    from edgedet.io import run_dir
-
-    return run_dir(stage, name)
-
-
 def _run_config(stage: str, name: Optional[str], resume: bool, schema: Callable[[dict], Any], epochs: int,
                 fresh: Callable[[], dict]) -> tuple[Path, Any]:
     """The run folder and its settings: on --resume the saved ones (with the new --epochs), else ``fresh()``."""
-    from edgedet.io import run_dir
-
     if resume and name is None:
         raise UsageError(f"--resume needs --name NAME of the {stage} run to continue")
     folder = run_dir(stage, name)
@@ -211,7 +207,7 @@ def _run_config(stage: str, name: Optional[str], resume: bool, schema: Callable[
 def train_command(
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (default: the synthetic set).")] = None,
     arch: Annotated[str, typer.Option(help="ArchSpec string or arch.json from a search.")] = "lite0@320",
-    classes: Annotated[Optional[str], typer.Option(help="Comma-separated class subset, e.g. person,car.")] = None,
+    classes: Classes = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Input size (default: the ArchSpec's).")] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 60,
     batch: Annotated[int, typer.Option(help="Images per step.")] = 16,
@@ -271,7 +267,7 @@ def eval_command(
     annotations, images = find_split(_data_or_synthetic(data), split)
     models = [model, *(compare or [])]
     predictors = [load_predictor(path, conf=conf, threads=threads) for path in models]  # bad files fail first
-    reports, folder = {}, _run_folder("eval", name)
+    reports, folder = {}, run_dir("eval", name)
     for index, (path, (predict, class_names)) in enumerate(zip(models, predictors)):
         report, results = evaluate_predictor(predict, annotations, images, class_names, max_images=max_images)
         reports[str(path)] = report
@@ -279,13 +275,13 @@ def eval_command(
         atomic_write_json(detections, results)
     console.print(report_table(reports))
     console.print(per_class_table(reports[str(model)], top=20))
-    main_report = reports[str(model)].to_json()
-    atomic_write_json(folder / "eval.json", main_report | {
-        "model": str(model), "data": str(annotations),
-        "compare": {k: r.to_json() for k, r in reports.items() if k != str(model)}})
+    others = {key: report.to_json() for key, report in reports.items()}
+    main_report = others.pop(str(model))
+    atomic_write_json(folder / "eval.json", main_report | {"model": str(model), "data": str(annotations),
+                                                           "compare": others})
     console.print(f"wrote {folder / 'eval.json'}")
-    _write_json(json_out, main_report | {f"{Path(k).name}.{metric}": r.to_json()[metric]
-                                         for k, r in reports.items() if k != str(model) for metric in r.metrics})
+    _write_json(json_out, main_report | {f"{Path(k).name}.{metric}": r[metric] for k, r in others.items()
+                                         for metric in reports[k].metrics})
 
 
 @app.command("export")
@@ -304,7 +300,7 @@ def export_command(
     """
     from edgedet.export.onnx_export import export_checkpoint
 
-    target = out or _run_folder("export", name) / "model.onnx"
+    target = out or run_dir("export", name) / "model.onnx"
     result = export_checkpoint(checkpoint, target, imgsz=imgsz, opset=opset)
     console.print(f"ONNX Runtime vs torch: max abs difference {result.max_abs_diff:.2e} "
                   f"({result.relative_diff:.2e} of the largest output)")
@@ -345,7 +341,7 @@ def quantize_command(
         warning = get_profile(device).int8_warning()
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
-    target = out or _run_folder("quantize", name) / f"{model.stem}.int8.onnx"
+    target = out or run_dir("quantize", name) / f"{model.stem}.int8.onnx"
     result = quantize_model(model, _data_or_synthetic(data), target, calib_images=calib_images, method=method,
                             max_ap_drop=max_ap_drop, eval_images=eval_images, threads=threads)
     table = Table("model", "AP", "size MB", title="accuracy guard (val)")
@@ -397,15 +393,14 @@ def search_command(
                                                    "host is measured on first use).")],
     objective: Annotated[str, typer.Option(help="Several devices: mean (average) or max (worst) of each latency "
                                                 "relative to the space's reference architecture.")] = "mean",
-    target_ms: Annotated[Optional[list[float]], typer.Option(help="Hard latency budget in ms: once for every "
-                                                                  "device, or once per --device in order.")] = None,
+    target_ms: TargetMs = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default: each profile's).")] = None,
     space: Annotated[str, typer.Option(help="Search space: lite0 (ImageNet-initialised), fbnet or tiny.")] = "lite0",
     imgsz: Annotated[Optional[int], typer.Option(help="Input size, a multiple of 32 (default: the space's).")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs in all, warm-up included.")] = 8,
     warmup_epochs: Annotated[int, typer.Option(help="Epochs that train the weights only, before θ.")] = 2,
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (default: the synthetic set).")] = None,
-    classes: Annotated[Optional[str], typer.Option(help="Comma-separated class subset, e.g. person,car.")] = None,
+    classes: Classes = None,
     mode: Annotated[str, typer.Option(help="single (one sampled op per sample; CPU default), mixture (all ops, "
                                            "the paper's; CUDA default) or auto.")] = "auto",
     batch: Annotated[int, typer.Option(help="Images per step.")] = 16,
@@ -487,11 +482,10 @@ def camera_command(
 @app.command("pipeline")
 def pipeline_command(
     device: Annotated[list[str], typer.Option(help="Device profile id or alias (repeat for several devices).")],
-    target_ms: Annotated[Optional[list[float]], typer.Option(help="Hard latency budget in ms: once for every "
-                                                                  "device, or once per --device in order.")] = None,
+    target_ms: TargetMs = None,
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (default: the embedded synthetic set, "
                                                      "sized to finish in under 15 minutes on 2 cores).")] = None,
-    classes: Annotated[Optional[str], typer.Option(help="Comma-separated class subset, e.g. person,car.")] = None,
+    classes: Classes = None,
     fast: Annotated[bool, typer.Option(help="A few minutes in all: small input, 2 search and 3 training "
                                             "epochs (a smoke run, not a result).")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a stage setting, e.g. --set "
@@ -515,25 +509,22 @@ def pipeline_command(
     config = PipelineConfig(devices=device, data=str(_data_or_synthetic(data)), preset=preset,
                             target_ms=target_ms or [], classes=_class_list(classes),
                             overrides=parse_overrides(set_ or []), device_type=device_type)
-    folder = _run_folder("pipeline", name)
+    folder = run_dir("pipeline", name)
     manifest = run_pipeline(config, folder)
-    stages = manifest["stages"]
+    out = {name: stage["outputs"] for name, stage in manifest["stages"].items()}
+    models, host = out["evaluate"]["models"], out["benchmark"]["host"]
     table = Table("model", "AP", "AP50", "host median ms", title=f"{folder} ({manifest['total_seconds'] / 60:.1f} "
                                                                   "min of stage time)")
-    for key, row in stages["evaluate"]["outputs"]["models"].items():
-        host = stages["benchmark"]["outputs"]["host"][key]
-        table.add_row(key, f"{row['AP']:.1f}", f"{row['AP50']:.1f}", f"{host['median_ms']:.1f}")
+    for key, row in models.items():
+        table.add_row(key, f"{row['AP']:.1f}", f"{row['AP50']:.1f}", f"{host[key]['median_ms']:.1f}")
     console.print(table)
-    console.print(f"architecture {stages['search']['outputs']['arch_json']}\n"
-                  f"checkpoint   {stages['train']['outputs']['checkpoint']}\n"
-                  f"ONNX         {stages['export']['outputs']['onnx']}\n"
-                  f"INT8         {stages['quantize']['outputs']['onnx']}\n"
-                  f"report       {stages['report']['outputs']['report']}")
-    console.print(f"next: edgedet camera {stages['quantize']['outputs']['onnx']} --source 0")
-    models = stages["evaluate"]["outputs"]["models"]
+    console.print(f"architecture {out['search']['arch_json']}\ncheckpoint   {out['train']['checkpoint']}\n"
+                  f"ONNX         {out['export']['onnx']}\nINT8         {out['quantize']['onnx']}\n"
+                  f"report       {out['report']['report']}")
+    console.print(f"next: edgedet camera {out['quantize']['onnx']} --source 0")
     _write_json(json_out, {"AP": models["searched fp32"]["AP"], "AP50": models["searched fp32"]["AP50"],
                            "int8_AP": models["searched int8"]["AP"], "total_s": manifest["total_seconds"],
-                           "median_ms": stages["benchmark"]["outputs"]["host"]["searched int8"]["median_ms"]})
+                           "median_ms": host["searched int8"]["median_ms"]})
 
 
 @app.command("report")

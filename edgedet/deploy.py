@@ -3,8 +3,7 @@ benchmark table. Torch-free, like everything a device runs."""
 
 from __future__ import annotations
 
-import json
-import tempfile
+import functools
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from edgedet.io import atomic_write_bytes, atomic_write_json
 from edgedet.progress import stderr
 from edgedet.runtime.benchmark import BenchRow, benchmark_models, peak_rss_mb, read_images
 from edgedet.runtime.onnx_detector import OnnxDetector, check_onnx
-from edgedet.runtime.sidecar import read_card, sidecar_path
+from edgedet.runtime.sidecar import sidecar_path
 
 
 def split_images(data: Path, split: str) -> list[Path]:
@@ -32,19 +31,14 @@ def quantize_model(model: Path, data: Path, out: Path, *, calib_images: int = 20
                    max_ap_drop: float = 1.0, eval_images: int | None = None, threads: int = 2) -> QuantizeResult:
     """FP32 ``model`` -> INT8 ``out`` (+ sidecar), calibrated on ``data``'s train images and guarded on its val
     images. Nothing is written unless quantization completes."""
-    card = read_card(model)
     check_onnx(model)
-    OnnxDetector(model)  # input size vs sidecar, output layout: fail before the slow part
+    card = OnnxDetector(model).card  # input size vs sidecar, output layout: fail before the slow part
     calibration = calibration_tensors(split_images(data, "train"), card.imgsz, calib_images)
     annotations, images = find_split(data, "val")
 
     def evaluate(candidate: bytes) -> float:
-        with tempfile.TemporaryDirectory(prefix="edgedet-guard-") as tmp:
-            path = Path(tmp) / "model.onnx"
-            path.write_bytes(candidate)
-            sidecar_path(path).write_text(json.dumps(card.to_json()))
-            report, _ = evaluate_predictor(OnnxDetector(path, threads=threads), annotations, images,
-                                           card.class_names, max_images=eval_images)
+        report, _ = evaluate_predictor(OnnxDetector(candidate, card=card, threads=threads), annotations, images,
+                                       card.class_names, max_images=eval_images)
         return report.metrics["AP"]
 
     stderr.print(f"calibrating on {len(calibration)} images ({method}), guarding on val")
@@ -59,6 +53,7 @@ def quantize_model(model: Path, data: Path, out: Path, *, calib_images: int = 20
     return result
 
 
+@functools.cache
 def _predicted_backbone_ms(device: str, arch: str | None, precision: str) -> tuple[float | None, str | None]:
     """The LUT/analytic prediction for the model's backbone on ``device``, or why there is none."""
     if arch is None:
@@ -72,6 +67,10 @@ def _predicted_backbone_ms(device: str, arch: str | None, precision: str) -> tup
         return predict_ms(profile.latency_model(precision), ArchSpec.parse(arch)), None
     except EdgedetError as err:
         return None, f"no {device} {precision} prediction: {err}"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def benchmark_table(models: list[Path], *, device: str, threads: list[int], runs: int, warmup: int,
@@ -91,13 +90,9 @@ def benchmark_table(models: list[Path], *, device: str, threads: list[int], runs
         predicted, why = _predicted_backbone_ms(device, row.arch, row.precision)
         if why:
             notes.add(why)
-
-        def fmt(value: float | None) -> str:
-            return "-" if value is None else f"{value:.2f}"
-
-        table.add_row(row.model, row.precision, str(row.threads), fmt(row.median_ms), fmt(row.p90_ms),
-                      fmt(row.p99_ms), f"{row.throughput_fps:.1f}", fmt(row.pre_ms), fmt(row.post_ms),
-                      fmt(row.end_to_end_ms), fmt(predicted), f"{row.memory_mb:.0f}", f"{row.size_mb:.2f}")
+        table.add_row(row.model, row.precision, str(row.threads), _fmt(row.median_ms), _fmt(row.p90_ms),
+                      _fmt(row.p99_ms), f"{row.throughput_fps:.1f}", _fmt(row.pre_ms), _fmt(row.post_ms),
+                      _fmt(row.end_to_end_ms), _fmt(predicted), f"{row.memory_mb:.0f}", f"{row.size_mb:.2f}")
         out.append(asdict(row) | {"end_to_end_ms": row.end_to_end_ms, "predicted_backbone_ms": predicted,
                                   "device": device})
     notes_list = sorted(notes) + [f"peak process memory {peak_rss_mb():.0f} MB; the LUT predicts the backbone "

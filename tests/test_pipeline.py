@@ -44,7 +44,8 @@ def test_pipeline_runs_every_stage_then_skips_redoes_or_resumes_what_it_should(s
     assert changed.exit_code == 0, changed.output
     redone = _stages(folder)
     assert redone["search"] == first["search"] and redone["train"]["settings"]["epochs"] == 2
-    assert redone["report"]["seconds"] != first["report"]["seconds"] or redone["export"] != first["export"]
+    assert all(redone[s]["finished"] > first[s]["finished"] for s in ("train", "export", "quantize", "report"))
+    assert redone["profile"]["finished"] == first["profile"]["finished"]
 
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["stages"]["train"]["status"] = "running"  # as if Ctrl-C had hit during training
@@ -62,3 +63,21 @@ def test_pipeline_runs_every_stage_then_skips_redoes_or_resumes_what_it_should(s
 def test_bad_override_is_a_clear_error(in_tmp):
     result = runner.invoke(app, ["pipeline", "--device", "jetson", "--set", "train-epochs=3"])
     assert result.exit_code != 0 and "use STAGE.KEY=VALUE" in str(result.exception or result.output)
+
+
+def test_changing_the_devices_redoes_every_stage(tmp_path):
+    """The pipeline's inputs (devices, targets, data, classes) are part of every stage's settings."""
+    from edgedet.pipeline.run import Pipeline, PipelineConfig
+
+    ran = []
+
+    def run(config):
+        pipeline = Pipeline(config, tmp_path)
+        for name in ("profile", "search"):
+            pipeline.run_stage(name, config.stage(name), lambda resume, n=name: ran.append(n) or {"n": n})
+
+    run(PipelineConfig(devices=["jetson"], data="d", preset="fast"))
+    run(PipelineConfig(devices=["jetson"], data="d", preset="fast"))
+    assert ran == ["profile", "search"]  # the second run skipped both
+    run(PipelineConfig(devices=["raspi4"], data="d", preset="fast"))
+    assert ran == ["profile", "search"] * 2

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgedet.data.annotations import load_coco, select_categories
@@ -17,9 +16,9 @@ from edgedet.errors import UsageError
 from edgedet.evaluate.coco_eval import EvalReport, detections_to_coco, evaluate_coco
 from edgedet.progress import progress_track, stderr
 from edgedet.runtime.detections import Detections
+from edgedet.runtime.preprocess import read_bgr
 
 Predictor = Callable[[np.ndarray], Detections]
-READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # COCO boxes refer to the stored pixels, not EXIF
 
 
 def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, class_names: list[str], *,
@@ -31,7 +30,7 @@ def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, clas
     image_ids = sorted(coco.getImgIds())[:max_images]
     results, evaluated, unreadable = [], [], 0
     for image_id in progress_track(image_ids, f"evaluating {len(image_ids)} images"):
-        image = cv2.imread(str(images / coco.imgs[image_id]["file_name"]), READ_FLAGS)
+        image = read_bgr(images / coco.imgs[image_id]["file_name"])
         if image is None:
             unreadable += 1
             continue

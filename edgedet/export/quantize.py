@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -29,7 +28,7 @@ from onnxruntime.quantization.qdq_loss_debug import (collect_activations, comput
 
 from edgedet.errors import UsageError
 from edgedet.progress import stderr
-from edgedet.runtime.preprocess import letterbox
+from edgedet.runtime.preprocess import letterbox, read_bgr
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
@@ -64,7 +63,7 @@ def calibration_tensors(images: list[Path], imgsz: int, count: int) -> list[np.n
     """The first ``count`` readable images of ``images``, letterboxed as at inference; none readable is an error."""
     tensors = []
     for path in images:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        image = read_bgr(path)
         if image is not None:
             tensors.append(letterbox(image, imgsz)[0])
         if len(tensors) == count:

@@ -10,6 +10,7 @@ stage setting.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import time
@@ -25,6 +26,7 @@ from edgedet.io import atomic_write_json
 from edgedet.progress import stderr
 
 MANIFEST = "manifest.json"
+FILE_SUFFIXES = {".json", ".pt", ".onnx", ".md", ".png", ".yaml"}  # outputs that must still exist to skip a stage
 STAGES = ("profile", "search", "train", "baselines", "export", "quantize", "evaluate", "benchmark", "report")
 BASELINES = {  # fixed architectures of the lite0 space, trained with the searched model's recipe
     "lite0": "lite0",  # EfficientNet-Lite0's own choices
@@ -70,6 +72,11 @@ class PipelineConfig:
         """A stage's settings: the preset's, then the user's overrides."""
         return PRESETS[self.preset].get(name, {}) | self.overrides.get(name, {})
 
+    def inputs(self) -> dict[str, Any]:
+        """What every stage depends on besides its own settings: a change here redoes the whole pipeline."""
+        return {"devices": self.devices, "target_ms": self.target_ms, "data": self.data, "classes": self.classes,
+                "device_type": self.device_type}
+
 
 def _digest(settings: Any) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -91,7 +98,7 @@ class Pipeline:
     def run_stage(self, name: str, settings: dict[str, Any], work: Callable[[bool], dict[str, Any]]) -> dict:
         """Run ``work(resume)`` unless the manifest shows it done with these settings and its outputs exist."""
         entry = self.manifest["stages"].get(name, {})
-        digest = _digest(settings)
+        digest = _digest({"inputs": self.config.inputs(), "settings": settings})
         outputs_exist = all(Path(p).exists() for p in entry.get("files", []))
         if not self.invalidated and entry.get("status") == "done" and entry.get("digest") == digest and outputs_exist:
             stderr.print(f"[pipeline] {name}: done before, skipped")
@@ -106,12 +113,10 @@ class Pipeline:
         files = [v for v in _flatten(outputs) if isinstance(v, str) and Path(v).suffix in FILE_SUFFIXES]
         self.manifest["stages"][name] = {"status": "done", "digest": digest, "settings": settings,
                                          "outputs": outputs, "files": files,
-                                         "seconds": round(time.perf_counter() - start, 1)}
+                                         "seconds": round(time.perf_counter() - start, 1),
+                                         "finished": datetime.datetime.now().isoformat(timespec="microseconds")}
         self._save()
         return outputs
-
-
-FILE_SUFFIXES = {".json", ".pt", ".onnx", ".md", ".png", ".yaml"}
 
 
 def _flatten(value: Any) -> list[Any]:
@@ -129,8 +134,7 @@ def run_pipeline(config: PipelineConfig, folder: Path) -> dict[str, Any]:
     pipeline = Pipeline(config, folder)
     context: dict[str, Any] = {}
     for name in STAGES:
-        settings = config.stage(name)
-        context[name] = pipeline.run_stage(name, settings, lambda resume, n=name: STAGE_FUNCTIONS[n](
+        context[name] = pipeline.run_stage(name, config.stage(name), lambda resume, n=name: STAGE_FUNCTIONS[n](
             config, folder, context, resume))
     stages = pipeline.manifest["stages"].values()
     pipeline.manifest["total_seconds"] = round(sum(stage.get("seconds", 0) for stage in stages), 1)

@@ -7,22 +7,35 @@ import random
 from pathlib import Path
 from typing import Any
 
+from edgedet.data.annotations import find_split
+from edgedet.deploy import quantize_model, split_images
+from edgedet.devices.builder import backbone_model, get_or_build_profile, timed
+from edgedet.devices.latency import predict_ms
+from edgedet.devices.profile import get_profile
+from edgedet.devices.timing import time_interleaved
+from edgedet.errors import EdgedetError, UsageError
+from edgedet.evaluate.images import evaluate_predictor
+from edgedet.export.onnx_export import export_checkpoint
+from edgedet.io import atomic_write_json
+from edgedet.pipeline.report import write_report
 from edgedet.pipeline.run import BASELINES, PipelineConfig
+from edgedet.runtime.benchmark import benchmark_models, read_images
+from edgedet.runtime.onnx_detector import OnnxDetector
+from edgedet.search.loop import SearchConfig, search
+from edgedet.space.archspec import ArchSpec, sample_arch
+from edgedet.space.spaces import get_space
+from edgedet.train.engine import TrainConfig, train
 
 Context = dict[str, Any]
 
 
 def profile_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
     """Resolve every device (``host`` is measured here the first time)."""
-    from edgedet.devices.builder import get_or_build_profile
-
     profiles = {name: get_or_build_profile(name) for name in config.devices}
     return {name: {"id": p.id, "path": str(p.path), "precision": p.precision} for name, p in profiles.items()}
 
 
 def search_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
-    from edgedet.search.loop import SearchConfig, search
-
     run = folder / "search"
     settings = {"devices": config.devices, "target_ms": config.target_ms, "data": config.data,
                 "classes": config.classes, "device": config.device_type} | config.stage("search")
@@ -32,8 +45,6 @@ def search_stage(config: PipelineConfig, folder: Path, context: Context, resume:
 
 
 def _train(config: PipelineConfig, arch: str, run: Path, resume: bool) -> dict[str, Any]:
-    from edgedet.train.engine import TrainConfig, train
-
     settings = {"arch": arch, "data": config.data, "classes": config.classes, "device": config.device_type,
                 **config.stage("train")}
     final = train(TrainConfig.from_dict(settings), run, resume=resume and (run / "last.pt").exists())
@@ -48,13 +59,9 @@ def train_stage(config: PipelineConfig, folder: Path, context: Context, resume: 
 
 def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
     """The fixed architectures named in ``baselines.archs``, trained with exactly the searched model's recipe."""
-    from edgedet.space.archspec import ArchSpec
-
     out = {}
     for name in config.stage("baselines").get("archs", []):
         if name not in BASELINES:
-            from edgedet.errors import UsageError
-
             raise UsageError(f"baseline '{name}': known baselines are {', '.join(BASELINES)}")
         arch = str(ArchSpec.parse(BASELINES[name]))
         out[name] = {"arch": arch, **_train(config, arch, folder / "baselines" / name, resume)}
@@ -62,8 +69,6 @@ def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resu
 
 
 def export_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
-    from edgedet.export.onnx_export import export_checkpoint
-
     result = export_checkpoint(Path(context["train"]["checkpoint"]), folder / "model.onnx")
     baselines = {name: str(export_checkpoint(Path(b["checkpoint"]), folder / "baselines" / name / "model.onnx")
                            .onnx_path) for name, b in context["baselines"].items()}
@@ -72,8 +77,6 @@ def export_stage(config: PipelineConfig, folder: Path, context: Context, resume:
 
 
 def quantize_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
-    from edgedet.deploy import quantize_model
-
     out = folder / "model.int8.onnx"
     result = quantize_model(Path(context["export"]["onnx"]), Path(config.data), out, **config.stage("quantize"))
     return {"onnx": str(out), "fp32_AP": result.fp32_ap, "int8_AP": result.int8_ap, "kept_fp32": result.kept_fp32}
@@ -81,11 +84,6 @@ def quantize_stage(config: PipelineConfig, folder: Path, context: Context, resum
 
 def evaluate_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
     """COCO metrics of every deployed model on val, through the one ONNX Runtime path."""
-    from edgedet.data.annotations import find_split
-    from edgedet.evaluate.images import evaluate_predictor
-    from edgedet.io import atomic_write_json
-    from edgedet.runtime.onnx_detector import OnnxDetector
-
     annotations, images = find_split(Path(config.data), "val")
     models = {"searched fp32": context["export"]["onnx"], "searched int8": context["quantize"]["onnx"],
               **{f"{name} fp32": path for name, path in context["export"]["baselines"].items()}}
@@ -93,7 +91,8 @@ def evaluate_stage(config: PipelineConfig, folder: Path, context: Context, resum
     for key, path in models.items():
         detector = OnnxDetector(Path(path), threads=2)
         report, _ = evaluate_predictor(detector, annotations, images, detector.class_names)
-        metrics[key] = {"path": path, **{k: report.to_json()[k] for k in ("AP", "AP50", "AP75")}}
+        numbers = report.to_json()
+        metrics[key] = {"path": path, **{k: numbers[k] for k in ("AP", "AP50", "AP75")}}
     atomic_write_json(folder / "eval.json", metrics)
     return {"models": metrics, "eval_json": str(folder / "eval.json")}
 
@@ -101,26 +100,20 @@ def evaluate_stage(config: PipelineConfig, folder: Path, context: Context, resum
 def benchmark_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
     """Host latency of every deployed model (interleaved), each architecture's predicted latency on every device,
     and host LUT predictions vs measured backbones (searched, baselines, random archs) when a host LUT fits."""
-    from edgedet.devices.latency import predict_ms
-    from edgedet.devices.profile import get_profile
-    from edgedet.deploy import split_images
-    from edgedet.io import atomic_write_json
-    from edgedet.runtime.benchmark import benchmark_models, read_images
-    from edgedet.space.archspec import ArchSpec
-
     settings = config.stage("benchmark")
     models = context["evaluate"]["models"]
     frames = read_images(split_images(Path(config.data), "val"), 10)
-    timed = benchmark_models([Path(m["path"]) for m in models.values()], threads=settings.get("threads", 1),
-                             runs=settings.get("runs", 50), images=frames)
+    rows = benchmark_models([Path(m["path"]) for m in models.values()], threads=settings.get("threads", 1),
+                            runs=settings.get("runs", 50), images=frames)
     host = {key: {"median_ms": row.median_ms, "p90_ms": row.p90_ms, "e2e_ms": row.end_to_end_ms,
-                  "size_mb": row.size_mb} for key, row in zip(models, timed)}
+                  "size_mb": row.size_mb} for key, row in zip(models, rows)}
     archs = {"searched": context["search"]["arch"],
              **{name: b["arch"] for name, b in context["baselines"].items()}}
     imgsz = ArchSpec.parse(archs["searched"]).imgsz
     archs = {key: str(ArchSpec.parse(a).with_imgsz(imgsz)) for key, a in archs.items()}
-    predicted = {device: {key: predict_ms(get_profile(device).latency_model(), ArchSpec.parse(a))
-                          for key, a in archs.items()} for device in config.devices}
+    latency_models = {device: get_profile(device).latency_model() for device in config.devices}
+    predicted = {device: {key: predict_ms(model, ArchSpec.parse(a)) for key, a in archs.items()}
+                 for device, model in latency_models.items()}
     out = {"host": host, "predicted_ms": predicted, "archs": archs,
            "host_check": _host_check(archs, imgsz, settings.get("random_archs", 5))}
     atomic_write_json(folder / "benchmark.json", out)
@@ -129,14 +122,6 @@ def benchmark_stage(config: PipelineConfig, folder: Path, context: Context, resu
 
 def _host_check(archs: dict[str, str], imgsz: int, random_archs: int) -> dict[str, Any]:
     """Host LUT prediction vs measured backbone latency (fp32, one thread) for ``archs`` and a few random ones."""
-    from edgedet.devices.builder import backbone_model, timed
-    from edgedet.devices.latency import predict_ms
-    from edgedet.devices.profile import get_profile
-    from edgedet.devices.timing import time_interleaved
-    from edgedet.errors import EdgedetError
-    from edgedet.space.archspec import ArchSpec, sample_arch
-    from edgedet.space.spaces import get_space
-
     try:
         lut = get_profile("host").latency_model("fp32")
         candidates = {key: ArchSpec.parse(a) for key, a in archs.items()}
@@ -155,8 +140,6 @@ def _host_check(archs: dict[str, str], imgsz: int, random_archs: int) -> dict[st
 
 
 def report_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
-    from edgedet.pipeline.report import write_report
-
     return {"report": str(write_report(folder, context, config))}
 
 

@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 
 from edgedet.runtime.onnx_detector import OnnxDetector, open_session
+from edgedet.runtime.preprocess import read_bgr
 from edgedet.runtime.session import random_feed
 from edgedet.runtime.sidecar import sidecar_path
 
@@ -89,7 +89,8 @@ def _pre_post_ms(detector: OnnxDetector, images: list[np.ndarray]) -> tuple[floa
 
 
 def read_images(paths: list[Path], count: int) -> list[np.ndarray]:
-    images = [cv2.imread(str(p)) for p in paths[: count * 2]]
+    """Up to ``count`` readable images among the first ``2 * count`` paths."""
+    images = [read_bgr(p) for p in paths[: count * 2]]
     return [image for image in images if image is not None][:count]
 
 

@@ -68,7 +68,8 @@ def open_capture(source: str) -> cv2.VideoCapture:
 
 
 class FrameReader(threading.Thread):
-    """Reads frames into ``latest`` (newest only, live or realtime) or into a short blocking queue (files)."""
+    """Reads frames into a one-slot queue: a live (or ``realtime``) source replaces an untaken frame with the newer
+    one and counts it dropped; a file waits for its turn, so every frame is processed."""
 
     def __init__(self, source: str, *, realtime: bool = False, max_reconnects: int = 5,
                  opener: Callable[[str], cv2.VideoCapture] = open_capture) -> None:
@@ -142,7 +143,8 @@ class FrameReader(threading.Thread):
         while True:
             try:
                 frame = self.frames.get(timeout=0.1)
-                self.turn.release()
+                if not self.newest_only:
+                    self.turn.release()
                 return frame
             except queue.Empty:
                 if not self.is_alive() and self.frames.empty():

@@ -19,38 +19,43 @@ from edgedet.runtime.session import make_session
 from edgedet.runtime.sidecar import ModelCard, read_card
 
 
-def open_session(path: Path, *, threads: int = 1, providers: list[str] | None = None) -> ort.InferenceSession:
-    """An ONNX Runtime session for ``path``; a missing or non-ONNX file is a usage error, not a traceback."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such model file")
+def _where(model: Path | bytes) -> str:
+    return "the model" if isinstance(model, bytes) else str(model)
+
+
+def open_session(model: Path | bytes, *, threads: int = 1, providers: list[str] | None = None
+                 ) -> ort.InferenceSession:
+    """An ONNX Runtime session for a file or model bytes; a missing or non-ONNX file is a usage error."""
+    if not isinstance(model, bytes) and not Path(model).is_file():
+        raise UsageError(f"{model}: no such model file")
     try:
-        return make_session(str(path), threads=threads, providers=providers)
+        return make_session(model if isinstance(model, bytes) else str(model), threads=threads, providers=providers)
     except Exception as err:  # ORT raises its own types for garbage, truncated or foreign files
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise UsageError(f"{path}: not a loadable ONNX model ({first})") from None
+        raise UsageError(f"{_where(model)}: not a loadable ONNX model ({first})") from None
 
 
-def check_onnx(path: Path) -> None:
-    """onnx.checker on the file, as a usage error."""
+def check_onnx(model: Path | bytes) -> None:
+    """onnx.checker on a file or model bytes, as a usage error."""
     try:
-        onnx.checker.check_model(str(path))
+        onnx.checker.check_model(onnx.load_from_string(model) if isinstance(model, bytes) else str(model))
     except Exception as err:
-        raise UsageError(f"{path}: onnx.checker failed ({str(err).splitlines()[0][:160]})") from None
+        raise UsageError(f"{_where(model)}: onnx.checker failed ({str(err).splitlines()[0][:160]})") from None
 
 
 class OnnxDetector:
-    """``detector(image_bgr) -> Detections`` in original-image pixels, from ``model.onnx`` + ``model.json``."""
+    """``detector(image_bgr) -> Detections`` in original-image pixels, from ``model.onnx`` + its ``model.json``, or
+    from model bytes with their ``card`` (candidates that exist only in memory, such as the quantizer's)."""
 
-    def __init__(self, path: Path, *, threads: int = 1, conf: float = 0.05, iou: float = 0.6,
-                 providers: list[str] | None = None) -> None:
-        self.path = Path(path)
-        self.card: ModelCard = read_card(self.path)
-        self.session = open_session(self.path, threads=threads, providers=providers)
+    def __init__(self, model: Path | bytes, *, card: ModelCard | None = None, threads: int = 1, conf: float = 0.05,
+                 iou: float = 0.6, providers: list[str] | None = None) -> None:
+        self.where = _where(model)
+        self.card: ModelCard = card or read_card(Path(model))
+        self.session = open_session(model, threads=threads, providers=providers)
         self.conf, self.iou = conf, iou
+        self.points, self.strides = anchor_points(self.card.imgsz)
         self._check_io()
         self.input_name = self.session.get_inputs()[0].name
-        self.points, self.strides = anchor_points(self.card.imgsz)
 
     @property
     def class_names(self) -> list[str]:
@@ -60,12 +65,12 @@ class OnnxDetector:
         size = self.card.imgsz
         shape = list(self.session.get_inputs()[0].shape)
         if shape[1:] != [3, size, size]:
-            raise UsageError(f"{self.path}: the model takes {shape} but its sidecar says {size}x{size}; "
-                             f"re-export with `edgedet export --imgsz {size}` or fix {self.path.with_suffix('.json')}")
+            raise UsageError(f"{self.where}: the model takes {shape} but its sidecar says {size}x{size}; "
+                             f"re-export with `edgedet export --imgsz {size}` or fix the sidecar")
         output = list(self.session.get_outputs()[0].shape)
-        expected = [len(anchor_points(size)[0]), 4 + len(self.card.class_names)]
+        expected = [len(self.points), 4 + len(self.card.class_names)]
         if output[1:] != expected:
-            raise UsageError(f"{self.path}: output {output} does not match the sidecar's {size}px input and "
+            raise UsageError(f"{self.where}: output {output} does not match the sidecar's {size}px input and "
                              f"{len(self.card.class_names)} classes (expected [1, {expected[0]}, {expected[1]}])")
 
     def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float]:

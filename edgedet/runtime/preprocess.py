@@ -7,10 +7,18 @@ NCHW, and normalises inside its graph.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
 PAD_VALUE = 114
+READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # COCO boxes refer to the stored pixels, not EXIF
+
+
+def read_bgr(path: Path) -> np.ndarray | None:
+    """An image file as (H, W, 3) uint8 BGR, as deployment reads it (grey becomes 3 channels); None if unreadable."""
+    return cv2.imread(str(path), READ_FLAGS)
 
 
 def letterbox(image_bgr: np.ndarray, imgsz: int) -> tuple[np.ndarray, float]:

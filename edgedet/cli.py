@@ -209,7 +209,7 @@ def train_command(
     arch: Annotated[str, typer.Option(help="ArchSpec string or arch.json from a search.")] = "lite0@320",
     classes: Classes = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Input size (default: the ArchSpec's).")] = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 60,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
     batch: Annotated[int, typer.Option(help="Images per step.")] = 16,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
     optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
@@ -226,7 +226,7 @@ def train_command(
     """Train a detector on COCO-format data: EMA, warm-up + cosine, a checkpoint every epoch, best by val AP.
     Ctrl-C saves; --resume continues exactly. Multi-GPU: torchrun --nproc_per_node N -m edgedet train ...
 
-    Example: edgedet train --data ../shared/datasets/coco-mini --classes person --epochs 60 --name person
+    Example: edgedet train --data ../shared/datasets/coco-mini --classes person --name person
     """
     from edgedet.train.engine import TrainConfig, train
 

@@ -1,11 +1,11 @@
-"""Detection loss with task-aligned label assignment (TOOD / PP-YOLOE / YOLOv8 style).
+"""Detection loss: prior-box (static, ATSS-like) or task-aligned (TOOD / PP-YOLOE) label assignment.
 
-Why this assignment: with few training images every positive counts. Each ground-truth box takes the ``top_k``
-candidate points (inside the box, or its centre cell) that best combine classification score and box IoU,
-``score^alpha * IoU^beta``; classification is trained toward that alignment (soft targets, quality focal loss)
-and boxes with CIoU, so the score the detector reports also ranks its box quality, which is what COCO AP rewards.
-For the first epochs, while predicted boxes are still noise, points are matched on scale-aware prior boxes instead
-(PP-YOLOE's static-then-task-aligned schedule). Points inside crowd regions that are not positives are ignored
+Each ground-truth box takes the ``top_k`` candidate points (inside the box, or its centre cell) that best match it:
+on scale-aware prior boxes (``static``, the default) or on ``score^alpha * IoU^beta`` (task-aligned). Classification
+is trained toward the IoU of each positive's predicted box (soft targets, quality focal loss) and boxes with CIoU, so
+the score the detector reports also ranks its box quality, which is what COCO AP rewards. Why static by default: on
+small data (coco-mini, the synthetic set) task-aligned matching feeds back the model's own early mistakes and scored
+lower at every schedule tried (benchmarks/README.md). Points inside crowd regions that are not positives are ignored
 by the classification loss.
 """
 
@@ -18,7 +18,7 @@ from torchvision.ops import box_iou, complete_box_iou_loss
 from edgedet.errors import UsageError
 
 
-PRIOR_SIDE = 5.0  # prior box side in strides, for the static assignment of the first epochs
+PRIOR_SIDE = 5.0  # prior box side in strides, for the static assignment
 
 
 def decode_boxes(reg: torch.Tensor, points: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
@@ -61,10 +61,10 @@ def _pad(targets: list[dict[str, torch.Tensor]], key: str, device: torch.device)
 
 class DetectionLoss:
     def __init__(self, num_classes: int, *, top_k: int = 10, alpha: float = 0.5, beta: float = 6.0,
-                 box_weight: float = 2.0) -> None:
+                 box_weight: float = 2.0, static: bool = True) -> None:
         self.num_classes, self.top_k, self.box_weight = num_classes, top_k, box_weight
         self.alpha, self.beta = alpha, beta
-        self.static = False  # the engine sets it for the first epochs (PP-YOLOE's static-then-task-aligned schedule)
+        self.static = static  # the engine may switch to task-aligned after some epochs (TrainConfig)
 
     @torch.no_grad()
     def assign(self, scores: torch.Tensor, boxes: torch.Tensor, points: torch.Tensor, strides: torch.Tensor,
@@ -79,7 +79,7 @@ class DetectionLoss:
         near_centre = ((points - centre[..., None, :]).abs().amax(-1) < strides)  # (B, M, N): the centre cell
         candidate = (inside | near_centre) & gt_valid[..., None]
         iou = torch.stack([box_iou(g, b) for g, b in zip(gt_boxes, boxes)])  # (B, M, N)
-        if self.static:  # early training: boxes are noise, so match on scale-aware prior boxes (ATSS-like)
+        if self.static:  # match on scale-aware prior boxes (ATSS-like), not on the model's own predictions
             half = PRIOR_SIDE / 2 * strides[:, None]
             priors = torch.cat([points - half, points + half], 1)  # (N, 4)
             iou_for_matching = torch.stack([box_iou(g, priors) for g in gt_boxes])

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torchvision.ops import batched_nms
 
-from edgedet.detect.head import SharedHead
+from edgedet.detect.head import DetectionHead
 from edgedet.detect.loss import DetectionLoss, check_targets, decode_boxes
 from edgedet.detect.neck import PANLite
 from edgedet.runtime.detections import Detections
@@ -39,7 +39,7 @@ class Detector(nn.Module):
             inherit_lite0(self.backbone)
         act = arch.search_space.act
         self.neck = PANLite(self.backbone.out_channels, neck_channels, act=act)
-        self.head = SharedHead(neck_channels, num_classes, act=act)
+        self.head = DetectionHead(neck_channels, num_classes, act=act)
         self.loss = DetectionLoss(num_classes)
         points, strides = anchor_points(arch.imgsz)
         self.register_buffer("points", torch.from_numpy(points), persistent=False)

@@ -47,13 +47,13 @@ class TrainConfig:
     data: str = ""  # COCO-format folder (annotations/ + image folders)
     classes: list[str] | None = None  # category subset, e.g. ["person"]; None = all
     imgsz: int | None = None  # overrides the ArchSpec's input size
-    epochs: int = 60
+    epochs: int = 30
     batch: int = 16
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 2.0
-    static_assign_epochs: int | None = 4  # prior-box matching first, then task-aligned; None: prior boxes throughout
+    static_assign_epochs: int | None = None  # prior-box matching for N epochs, then task-aligned; None: throughout
     min_lr_ratio: float = 0.05  # cosine ends at lr * this
     ema_decay: float = 0.998
     grad_clip: float = 10.0

@@ -7,6 +7,7 @@ import csv
 import itertools
 import json
 import math
+import random
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from edgedet.cli import app
 from edgedet.data.synthetic import make_synthetic
 from edgedet.devices.profile import get_profile
 from edgedet.errors import EdgedetError, UsageError
-from edgedet.search.derive import bins_per_device, derive_ops
+from edgedet.search.derive import bins_per_device, derive_ops, random_ops_near
 from edgedet.search.latency import DeviceLatency, LatencyLoss
 from edgedet.search.loop import SearchConfig, Searcher, search, split_indices, temperature
 from edgedet.search.supernet import MixedOp, SuperBackbone, Supernet, gumbel_weights
@@ -270,6 +271,23 @@ def test_impossible_target_stops_the_cli_before_training(synthetic, in_tmp):
                                       "--target-ms", "0.01", "--data", str(synthetic), "--name", "x"])
     assert isinstance(result.exception, UsageError) and "the fastest architecture" in str(result.exception)
     assert not (in_tmp / "runs" / "search" / "x" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("where", [0.02, 0.5, 0.98])
+def test_random_architectures_at_a_latency_land_within_the_band_and_differ(where):
+    lite0 = DeviceLatency.from_model("jetson", get_profile("jetson").latency_model(), get_space("lite0"), 320)
+    slowest = lite0.fixed_ms + float(np.where(np.isfinite(lite0.table), lite0.table, -np.inf).max(1).sum())
+    target = lite0.fastest_ms + where * (slowest - lite0.fastest_ms)  # near either end too, where draws rarely land
+    archs = [random_ops_near(lite0.table, lite0.fixed_ms, target, 0.05, random.Random(seed)) for seed in range(3)]
+    for ops in archs:
+        assert abs(lite0.predict_ms(ops) - target) <= 0.05 * target
+        assert all(np.isfinite(lite0.table[layer, op]) for layer, op in enumerate(ops))
+    assert len({tuple(ops) for ops in archs}) == 3
+
+
+def test_an_unreachable_latency_band_is_a_clear_error(jetson):
+    with pytest.raises(EdgedetError, match="no random architecture found within 5%"):
+        random_ops_near(jetson.table, jetson.fixed_ms, jetson.fastest_ms / 2, 0.05, random.Random(0), max_steps=50)
 
 
 # --- schedule and loop ---------------------------------------------------------------------------------------------

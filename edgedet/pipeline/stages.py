@@ -10,7 +10,7 @@ from typing import Any
 from edgedet.data.annotations import find_split
 from edgedet.deploy import quantize_model, split_images
 from edgedet.devices.builder import backbone_model, get_or_build_profile, timed
-from edgedet.devices.latency import predict_ms
+from edgedet.devices.latency import layer_table, predict_ms
 from edgedet.devices.profile import get_profile
 from edgedet.devices.timing import time_interleaved
 from edgedet.errors import EdgedetError, UsageError
@@ -21,6 +21,7 @@ from edgedet.pipeline.report import write_report
 from edgedet.pipeline.run import BASELINES, PipelineConfig
 from edgedet.runtime.benchmark import benchmark_models, read_images
 from edgedet.runtime.onnx_detector import OnnxDetector
+from edgedet.search.derive import random_ops_near, to_arch
 from edgedet.search.loop import SearchConfig, search
 from edgedet.space.archspec import ArchSpec, sample_arch
 from edgedet.space.spaces import get_space
@@ -58,14 +59,30 @@ def train_stage(config: PipelineConfig, folder: Path, context: Context, resume: 
 
 
 def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
-    """The fixed architectures named in ``baselines.archs``, trained with exactly the searched model's recipe."""
-    out = {}
-    for name in config.stage("baselines").get("archs", []):
+    """The fixed architectures named in ``baselines.archs`` and ``baselines.random`` random ones at the searched
+    model's latency (within ``baselines.match_pct`` percent on the first device), trained with its exact recipe."""
+    settings = config.stage("baselines")
+    archs = {}
+    for name in settings.get("archs", []):
         if name not in BASELINES:
             raise UsageError(f"baseline '{name}': known baselines are {', '.join(BASELINES)}")
-        arch = str(ArchSpec.parse(BASELINES[name]))
-        out[name] = {"arch": arch, **_train(config, arch, folder / "baselines" / name, resume)}
-    return out
+        archs[name] = str(ArchSpec.parse(BASELINES[name]))
+    archs |= matched_random_archs(context["search"], settings.get("random", 0), settings.get("match_pct", 5.0))
+    return {name: {"arch": arch, **_train(config, arch, folder / "baselines" / name, resume)}
+            for name, arch in archs.items()}
+
+
+def matched_random_archs(search: dict[str, Any], count: int, match_pct: float) -> dict[str, str]:
+    """``random1`` … ``randomN``: seeded random architectures of the searched one's space and input size whose
+    predicted latency on the search's first device is within ``match_pct`` percent of the searched one's."""
+    if count < 1:
+        return {}
+    searched, device = ArchSpec.parse(search["arch"]), search["devices"][0]
+    model = get_profile(device["device"]).latency_model(device["precision"])
+    space = searched.search_space
+    table, fixed = layer_table(model, space, searched.imgsz), model.fixed_ms(space, searched.imgsz)
+    return {f"random{i + 1}": str(to_arch(space, searched.imgsz, random_ops_near(
+        table, fixed, device["predicted_ms"], match_pct / 100, random.Random(i)))) for i in range(count)}
 
 
 def export_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:

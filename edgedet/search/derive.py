@@ -14,11 +14,12 @@ holds about ``max_cells`` cells in all (16 layers, one device: ~18,700 bins; two
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
 
-from edgedet.errors import UsageError
+from edgedet.errors import EdgedetError, UsageError
 from edgedet.search.latency import DeviceLatency, check_targets
 from edgedet.space.archspec import ArchSpec
 from edgedet.space.spaces import OP_NAMES, SearchSpace
@@ -86,3 +87,25 @@ def derive_ops(log_probs: np.ndarray, devices: list[DeviceLatency], *, max_cells
 def to_arch(space: SearchSpace, imgsz: int, ops: list[int], provenance: dict[str, Any] | None = None) -> ArchSpec:
     """Op indices (into ``OP_NAMES``) -> ArchSpec."""
     return ArchSpec(space.name, imgsz, tuple(OP_NAMES[i] for i in ops), space.width_mult, provenance or {})
+
+
+def random_ops_near(table: np.ndarray, fixed_ms: float, target_ms: float, tolerance: float, rng: random.Random,
+                    *, max_steps: int = 10_000) -> list[int]:
+    """A random architecture whose predicted latency is within ``tolerance`` (a fraction) of ``target_ms``.
+
+    Why a walk and not rejection sampling: uniform draws cluster around the space's middle latency, so a target near
+    either end is almost never hit. Start from a uniform draw; while outside the band, give a random layer a random
+    op that moves the latency toward the target. ``table`` is ``(L, 9)`` ms with ``inf`` on forbidden ops.
+    """
+    allowed = [np.flatnonzero(np.isfinite(row)).tolist() for row in table]
+    ops = [rng.choice(options) for options in allowed]
+    for _ in range(max_steps):
+        gap = target_ms - (fixed_ms + sum(table[layer, op] for layer, op in enumerate(ops)))
+        if abs(gap) <= tolerance * target_ms:
+            return ops
+        layer = rng.randrange(len(ops))
+        closer = [op for op in allowed[layer] if (table[layer, op] - table[layer, ops[layer]]) * gap > 0]
+        if closer:
+            ops[layer] = rng.choice(closer)
+    raise EdgedetError(f"no random architecture found within {tolerance:.0%} of {target_ms:.3f} ms in {max_steps} "
+                       "steps; widen the tolerance")

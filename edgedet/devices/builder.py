@@ -78,6 +78,17 @@ def timed(models: Iterable[tuple[str, bytes]], threads: int) -> dict[str, Timed]
     return {key: Timed(make_session(model, threads=threads)) for key, model in models}
 
 
+def measure_backbones(archs: dict[str, ArchSpec], precision: str, *, threads: int = 1, rounds: int = 5
+                      ) -> dict[str, float]:
+    """Each backbone's latency here (ms, ONNX Runtime), timed in bursts alternating with the space's reference
+    backbone so that the machine's drift cancels out of the comparison."""
+    first = next(iter(archs.values()))
+    reference = timed([("ref", backbone_model(ArchSpec.default(first.space, first.imgsz), precision))], threads)
+    sessions = timed([(key, backbone_model(arch, precision)) for key, arch in archs.items()], threads)
+    result = time_interleaved(sessions, reference["ref"], rounds=rounds)
+    return {key: result.ms(key) for key in archs}
+
+
 @dataclass
 class BuildSettings:
     name: str

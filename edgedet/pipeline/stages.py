@@ -9,10 +9,9 @@ from typing import Any
 
 from edgedet.data.annotations import find_split
 from edgedet.deploy import quantize_model, split_images
-from edgedet.devices.builder import backbone_model, get_or_build_profile, timed
+from edgedet.devices.builder import get_or_build_profile, measure_backbones
 from edgedet.devices.latency import layer_table, predict_ms
 from edgedet.devices.profile import get_profile
-from edgedet.devices.timing import time_interleaved
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.evaluate.images import evaluate_predictor
 from edgedet.export.onnx_export import export_checkpoint
@@ -150,10 +149,7 @@ def _host_check(archs: dict[str, str], imgsz: int, random_archs: int) -> dict[st
         space_name = ArchSpec.parse(archs["searched"]).space
         return {"skipped": f"no host fp32 LUT for {space_name}@{imgsz}; measure one with `edgedet profile build "
                            f"--name host --space {space_name} --imgsz {imgsz}` before the pipeline"}
-    reference = ArchSpec.default(space.name, imgsz)
-    sessions = timed([(key, backbone_model(arch, "fp32")) for key, arch in candidates.items()], threads=1)
-    result = time_interleaved(sessions, timed([("ref", backbone_model(reference, "fp32"))], 1)["ref"], rounds=5)
-    return {"predicted_ms": predicted, "measured_ms": {key: result.ms(key) for key in candidates}}
+    return {"predicted_ms": predicted, "measured_ms": measure_backbones(candidates, "fp32")}
 
 
 def report_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:

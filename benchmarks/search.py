@@ -1,0 +1,204 @@
+"""The search's evidence (issue 5), in one command:
+
+    python benchmarks/search.py [--data ../shared/datasets/coco-mini] [--parts cost,modes,targets,devices]
+
+- cost: the default search (``edgedet search --device jetson --data DATA``: lite0@320, its default epochs) in a
+  child process: wall and CPU minutes, peak resident memory, every logged number finite; beside FBNet's 216
+  GPU-hours on ImageNet.
+- modes: seconds per training step and peak memory of the single-path supernet (the CPU default) and of the full
+  mixture of all 9 candidates (the GPU default), same batch.
+- targets: searches for this machine (profile ``xeon-2vcpu``, fp32) at three ``--target-ms`` (fractions of Lite0's
+  latency); each result's LUT prediction and its latency measured here. A tighter target must give a faster backbone.
+- devices: searches for this machine in fp32 and in int8 at the same fraction of Lite0's latency in each; both
+  architectures measured in both precisions (FBNet's iPhone X vs Galaxy S8 table): each should be faster on its own.
+
+Each part writes ``runs/bench/search/<part>.json`` and is skipped when that file exists (``--redo`` runs it again);
+its searches live in ``runs/search/bench-*/`` and resume when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from edgedet.devices.builder import measure_backbones
+from edgedet.devices.latency import predict_ms
+from edgedet.devices.profile import get_profile
+from edgedet.io import atomic_write_json
+from edgedet.search.loop import SearchConfig, search
+from edgedet.search.supernet import Supernet
+from edgedet.space import ArchSpec, get_space
+
+HOST = "xeon-2vcpu"  # this machine's measured profile (fp32 and int8 LUTs, lite0@320)
+FBNET_GPU_HOURS = 216  # FBNet's search on ImageNet (Wu et al. 2019)
+console = Console()
+
+
+def _children_usage() -> tuple[float, float]:
+    """(CPU seconds, peak RSS in GB of the largest process) over every finished child so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024**2
+
+
+def _all_finite(log: Path) -> bool:
+    with log.open() as handle:
+        rows = list(csv.DictReader(handle))
+    numbers = [value for row in rows for key, value in row.items() if key != "phase" and value]
+    return bool(rows) and all(math.isfinite(float(value)) for value in numbers)
+
+
+def cost(args: argparse.Namespace) -> dict[str, Any]:
+    run = Path("runs/search/bench-cost")
+    command = [sys.executable, "-m", "edgedet", "search", "--device", "jetson", "--data", str(args.data),
+               "--name", run.name, *(["--resume"] if (run / "last.pt").exists() else [])]
+    console.print("running: " + " ".join(command[1:]))
+    cpu_before, _ = _children_usage()
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    wall = time.perf_counter() - start
+    cpu_after, peak_gb = _children_usage()
+    provenance = json.loads((run / "arch.json").read_text())["provenance"]
+    return {"command": "edgedet search --device jetson --data " + str(args.data), "wall_min": wall / 60,
+            "search_min": provenance["search_s"] / 60, "cpu_min": (cpu_after - cpu_before) / 60,
+            "peak_rss_gb": peak_gb, "all_finite": _all_finite(run / "log.csv"),
+            "epochs": provenance["epochs_done"], "arch": provenance["argmax"],
+            "predicted_ms_jetson": provenance["devices"][0]["predicted_ms"], "fbnet_gpu_hours": FBNET_GPU_HOURS}
+
+
+def _random_batch(batch: int, imgsz: int, classes: int) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(batch, 3, imgsz, imgsz, generator=generator) * 255
+    xy = torch.rand(batch, 4, 2, generator=generator) * imgsz * 0.6
+    wh = torch.rand(batch, 4, 2, generator=generator) * imgsz * 0.3 + 8
+    return images, [{"boxes": torch.cat([p, p + s], 1), "labels": torch.randint(0, classes, (4,), generator=generator)}
+                    for p, s in zip(xy, wh)]
+
+
+def modes(args: argparse.Namespace) -> dict[str, Any]:
+    """Single path first, then the mixture: the process's peak RSS after each is that mode's peak."""
+    images, targets = _random_batch(args.batch, 320, 80)
+    out: dict[str, Any] = {"batch": args.batch, "imgsz": 320}
+    for mode in ("single", "mixture"):
+        model = Supernet(get_space("lite0"), 320, 80, mode=mode).train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        times = []
+        for _ in range(args.steps + 1):  # the first step warms up
+            start = time.perf_counter()
+            loss = sum(model(images, targets).values())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            times.append(time.perf_counter() - start)
+        out[f"{mode}_s_per_step"] = sorted(times[1:])[len(times[1:]) // 2]
+        out[f"{mode}_peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        del model, optimizer
+    out["mixture_over_single"] = out["mixture_s_per_step"] / out["single_s_per_step"]
+    return out
+
+
+def _search(name: str, args: argparse.Namespace, precision: str, target_ms: float) -> ArchSpec:
+    run = Path("runs/search") / name
+    config = SearchConfig(devices=[HOST], precision=precision, target_ms=[target_ms], data=str(args.data),
+                          imgsz=320, epochs=args.sweep_epochs, warmup_epochs=1)
+    return search(config, run, resume=(run / "last.pt").exists()).arch
+
+
+def _lite0_ms(precision: str) -> float:
+    return predict_ms(get_profile(HOST).latency_model(precision), ArchSpec.default("lite0", 320))
+
+
+def targets(args: argparse.Namespace) -> dict[str, Any]:
+    lut, lite0 = get_profile(HOST).latency_model("fp32"), _lite0_ms("fp32")
+    archs = {fraction: _search(f"bench-target-{fraction}", args, "fp32", fraction * lite0)
+             for fraction in args.fractions}
+    measured = measure_backbones({str(f): a for f, a in archs.items()}, "fp32", rounds=9)
+    rows = [{"fraction": f, "target_ms": f * lite0, "predicted_ms": predict_ms(lut, a), "measured_ms": measured[str(f)],
+             "arch": str(a)} for f, a in archs.items()]
+    ordered = sorted(rows, key=lambda r: r["target_ms"])
+    return {"lite0_ms": lite0, "rows": rows, "epochs": args.sweep_epochs,
+            "monotonic_lut": all(a["predicted_ms"] <= b["predicted_ms"] for a, b in zip(ordered, ordered[1:])),
+            "monotonic_measured": all(a["measured_ms"] <= b["measured_ms"] for a, b in zip(ordered, ordered[1:])),
+            "within_target": all(r["predicted_ms"] <= r["target_ms"] for r in rows)}
+
+
+def devices(args: argparse.Namespace) -> dict[str, Any]:
+    fraction = args.device_fraction
+    archs = {p: _search(f"bench-{p}", args, p, fraction * _lite0_ms(p)) for p in ("fp32", "int8")}
+    out: dict[str, Any] = {"fraction": fraction, "epochs": args.sweep_epochs,
+                           "archs": {p: str(a) for p, a in archs.items()}, "differ": archs["fp32"].ops != archs["int8"].ops}
+    for precision in ("fp32", "int8"):
+        lut = get_profile(HOST).latency_model(precision)
+        measured = measure_backbones({p: a for p, a in archs.items()}, precision, rounds=9)
+        for searched_for, arch in archs.items():
+            out[f"{searched_for}_arch_on_{precision}_measured_ms"] = measured[searched_for]
+            out[f"{searched_for}_arch_on_{precision}_predicted_ms"] = predict_ms(lut, arch)
+    out["each_faster_on_its_own"] = (out["fp32_arch_on_fp32_measured_ms"] < out["int8_arch_on_fp32_measured_ms"]
+                                     and out["int8_arch_on_int8_measured_ms"] < out["fp32_arch_on_int8_measured_ms"])
+    return out
+
+
+def show(part: str, result: dict[str, Any]) -> None:
+    if part == "targets":
+        table = Table("target (x Lite0)", "target ms", "LUT ms", "measured ms", "architecture",
+                      title=f"--target-ms sweep on {HOST} fp32 ({result['epochs']} epochs each)")
+        for row in result["rows"]:
+            table.add_row(f"{row['fraction']:.2f}", f"{row['target_ms']:.2f}", f"{row['predicted_ms']:.2f}",
+                          f"{row['measured_ms']:.2f}", row["arch"])
+    elif part == "devices":
+        table = Table("searched for", "fp32 measured (LUT) ms", "int8 measured (LUT) ms",
+                      title=f"{HOST} fp32 vs int8 searches, each at {result['fraction']:.2f} x Lite0's latency")
+        for p in ("fp32", "int8"):
+            table.add_row(p, *(f"{result[f'{p}_arch_on_{q}_measured_ms']:.2f} "
+                               f"({result[f'{p}_arch_on_{q}_predicted_ms']:.2f})" for q in ("fp32", "int8")))
+    else:
+        table = Table("key", "value", title=part)
+        for key, value in result.items():
+            table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "cost": cost, "modes": modes, "targets": targets, "devices": devices}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/datasets/coco-mini"))
+    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of " + ", ".join(PARTS))
+    parser.add_argument("--sweep-epochs", type=int, default=4, help="epochs of each targets/devices search")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.75, 0.85, 1.0],
+                        help="targets as fractions of Lite0's latency on this machine")
+    parser.add_argument("--device-fraction", type=float, default=0.85)
+    parser.add_argument("--batch", type=int, default=8, help="batch of the modes part")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per mode")
+    parser.add_argument("--redo", action="store_true", help="run parts again even when their JSON exists")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/search"))
+    args = parser.parse_args()
+    unknown = set(args.parts.split(",")) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part {sorted(unknown)[0]}: choose from {', '.join(PARTS)}")
+    for part in args.parts.split(","):
+        path = args.out / f"{part}.json"
+        if path.exists() and not args.redo:
+            result = json.loads(path.read_text())
+            console.print(f"{part}: done before ({path}); --redo to measure again")
+        else:
+            result = PARTS[part](args)
+            atomic_write_json(path, result)
+        show(part, result)
+
+
+if __name__ == "__main__":
+    main()

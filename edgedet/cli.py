@@ -215,6 +215,8 @@ def train_command(
     optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
     pretrained: Annotated[bool, typer.Option("--pretrained/--scratch",
                                              help="Start from ImageNet Lite0 weights (lite0 space).")] = True,
+    head: Annotated[str, typer.Option(help="edgedet (anchor-free, the default) or ssdlite (torchvision's SSDlite "
+                                           "head, boxes and loss on the same backbone: a baseline).")] = "edgedet",
     workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for weights, data order and augmentation.")] = 0,
     eval_every: Annotated[int, typer.Option(help="Evaluate on val every N epochs (and at the end).")] = 5,
@@ -232,7 +234,7 @@ def train_command(
 
     folder, config = _run_config("train", name, resume, TrainConfig.from_dict, epochs, lambda: dict(
         arch=arch, data=str(_data_or_synthetic(data)), classes=_class_list(classes), imgsz=imgsz, epochs=epochs,
-        batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained, workers=workers, seed=seed,
+        batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained, head=head, workers=workers, seed=seed,
         eval_every=eval_every, device=device_type))
     final = train(config, folder, resume=resume)
     ap, ap50 = final.get("AP", float("nan")), final.get("AP50", float("nan"))

@@ -20,6 +20,7 @@ from edgedet.export.quantize import calibration_tensors, node_sensitivity, quant
 from edgedet.runtime.benchmark import benchmark_models
 from edgedet.runtime.onnx_detector import OnnxDetector
 from edgedet.train.checkpoint import load_detector
+from edgedet.train.engine import TrainConfig, train
 
 runner = CliRunner()
 
@@ -32,16 +33,31 @@ def test_sidecar_carries_what_a_runtime_needs(exported, checkpoint):
     assert card["provenance"]["checkpoint"] == str(checkpoint)
 
 
-def test_onnx_runtime_predicts_what_torch_predicts(exported, checkpoint, synthetic_small):
-    torch_predict = TorchPredictor(load_detector(checkpoint)[0], conf=0.01)
-    onnx_predict = OnnxDetector(exported, conf=0.01)
-    for path in split_images(synthetic_small, "val")[:3]:
+def _assert_onnx_predicts_what_torch_predicts(checkpoint, onnx_model, data, conf: float = 0.01) -> None:
+    torch_predict = TorchPredictor(load_detector(checkpoint)[0], conf=conf)
+    onnx_predict = OnnxDetector(onnx_model, conf=conf)
+    for path in split_images(data, "val")[:3]:
         image = cv2.imread(str(path))
         a, b = torch_predict(image), onnx_predict(image)
         assert len(a) == len(b) > 0
         order_a, order_b = (np.lexsort(np.round(d.boxes_xyxy, 1).T[::-1]) for d in (a, b))  # near-tied scores
         np.testing.assert_allclose(a.boxes_xyxy[order_a], b.boxes_xyxy[order_b], atol=0.05)
         np.testing.assert_allclose(a.scores[order_a], b.scores[order_b], atol=1e-4)
+
+
+def test_onnx_runtime_predicts_what_torch_predicts(exported, checkpoint, synthetic_small):
+    _assert_onnx_predicts_what_torch_predicts(checkpoint, exported, synthetic_small)
+
+
+def test_ssdlite_baseline_trains_exports_and_runs_in_onnx_runtime_as_in_torch(synthetic_small, tmp_path):
+    """torchvision's SSDlite on the Lite0 backbone goes through the same engine, export, sidecar and runtime."""
+    train(TrainConfig.from_dict(dict(arch="lite0@96", head="ssdlite", data=str(synthetic_small), epochs=1, batch=8,
+                                     workers=0, eval_every=100, max_eval_images=2)), tmp_path)
+    result = export_checkpoint(tmp_path / "last.pt", tmp_path / "ssdlite.onnx")
+    assert result.relative_diff < 1e-4
+    card = json.loads(result.card_path.read_text())
+    assert card["output"]["decode"] == "boxes" and card["arch"].startswith("lite0@96:")
+    _assert_onnx_predicts_what_torch_predicts(tmp_path / "last.pt", result.onnx_path, synthetic_small, conf=0.001)
 
 
 def test_export_at_another_size_and_mismatched_sidecar_is_refused(checkpoint, tmp_path):

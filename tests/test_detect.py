@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from edgedet.detect.model import Detector
+from edgedet.detect.model import Detector, build_detector
 from edgedet.errors import UsageError
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.postprocess import anchor_points, batched_nms, decode, nms, to_original
@@ -89,3 +89,20 @@ def test_detector_learns_a_box():
     best = model.eval()(image)[0]
     assert best.labels[0] == 1 and best.scores[0] > 0.5
     assert box_iou(torch.from_numpy(best.boxes_xyxy[:1]), targets[0]["boxes"]).item() > 0.7
+
+
+def test_ssdlite_baseline_has_the_detector_contract():
+    """torchvision's SSDlite head, boxes and loss on an edgedet backbone: losses, clear errors, decoded raw output."""
+    model = build_detector(TINY, 3, head="ssdlite")
+    images = torch.rand(2, 3, 64, 64) * 255
+    losses = model.train()(images, _targets(([[4, 4, 30, 40]], [2]), ([], [])))
+    assert set(losses) == {"loss_cls", "loss_box"} and all(torch.isfinite(v) for v in losses.values())
+    with pytest.raises(UsageError, match="label 3 outside 0..2"):
+        model(images, _targets(([[4, 4, 30, 40]], [3]), ([], [])))
+    raw = model.eval().raw(images)
+    assert raw.shape == (2, len(model.anchors), 4 + 3)
+    assert torch.all(raw[..., 4:] >= 0) and torch.all(raw[..., 4:].sum(-1) < 1)  # probabilities, background dropped
+    assert torch.all(raw[..., 2] > raw[..., 0]) and torch.all(raw[..., 3] > raw[..., 1])
+    assert isinstance(model(images)[0], Detections)
+    with pytest.raises(UsageError, match="head 'yolo'"):
+        build_detector(TINY, 3, head="yolo")

@@ -17,15 +17,32 @@ from torchvision.ops import batched_nms
 from edgedet.detect.head import DetectionHead
 from edgedet.detect.loss import DetectionLoss, check_targets, decode_boxes
 from edgedet.detect.neck import PANLite
+from edgedet.errors import UsageError
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.postprocess import anchor_points
+from edgedet.runtime.sidecar import OUTPUT_CONTRACT
 from edgedet.space.archspec import ArchSpec
 from edgedet.space.backbone import Backbone
 
 INPUT_MEAN, INPUT_SCALE = 127.0, 128.0  # what the EfficientNet-Lite0 weights were trained with
+HEADS = ("edgedet", "ssdlite")  # edgedet's anchor-free head, or torchvision's SSDlite (a baseline)
+
+
+def build_detector(arch: ArchSpec, num_classes: int, *, head: str = "edgedet", neck_channels: int = 96,
+                   pretrained: bool = False) -> nn.Module:
+    """A detector with the ``head`` named (see ``HEADS``) on the ArchSpec's backbone."""
+    if head == "ssdlite":
+        from edgedet.detect.ssdlite import SSDLiteDetector
+
+        return SSDLiteDetector(arch, num_classes, pretrained=pretrained)
+    if head != "edgedet":
+        raise UsageError(f"head '{head}': use one of {', '.join(HEADS)}")
+    return Detector(arch, num_classes, neck_channels=neck_channels, pretrained=pretrained)
 
 
 class Detector(nn.Module):
+    output_contract = OUTPUT_CONTRACT
+
     def __init__(self, arch: ArchSpec, num_classes: int, *, neck_channels: int = 96, pretrained: bool = False,
                  backbone: nn.Module | None = None) -> None:
         """``backbone`` replaces the ArchSpec's (the search's supernet); it returns the three taps and has

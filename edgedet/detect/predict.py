@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
-from edgedet.detect.model import Detector
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.postprocess import to_original
 from edgedet.runtime.preprocess import letterbox
 
 
 class TorchPredictor:
-    """``predictor(image_bgr) -> Detections`` in original-image pixels."""
+    """``predictor(image_bgr) -> Detections`` in original-image pixels, for a ``Detector`` or an
+    ``SSDLiteDetector`` (both have ``arch``, ``raw`` and ``decode``)."""
 
-    def __init__(self, model: Detector, *, conf: float = 0.05, iou: float = 0.6) -> None:
+    def __init__(self, model: nn.Module, *, conf: float = 0.05, iou: float = 0.6) -> None:
         self.model, self.conf, self.iou = model.eval(), conf, iou
         self.device = next(model.parameters()).device
 

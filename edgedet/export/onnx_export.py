@@ -75,6 +75,7 @@ def export_checkpoint(checkpoint: Path, out: Path, *, imgsz: int | None = None, 
                            f"tolerance {tolerance:g}); try another --opset")
     card = ModelCard(arch=str(detector.arch), imgsz=size, class_names=list(state["class_names"]),
                      category_ids=[int(c) for c in state["category_ids"]], precision="fp32", version=__version__,
+                     output=dict(detector.output_contract),
                      provenance={"checkpoint": str(checkpoint), "epoch": state.get("epoch"), "opset": opset,
                                  "torch": torch.__version__, "created": datetime.datetime.now().isoformat(
                                      timespec="seconds"), "max_abs_diff_vs_torch": diff})

@@ -28,14 +28,15 @@ from edgedet.progress import stderr
 MANIFEST = "manifest.json"
 FILE_SUFFIXES = {".json", ".pt", ".onnx", ".md", ".png", ".yaml"}  # outputs that must still exist to skip a stage
 STAGES = ("profile", "search", "train", "baselines", "export", "quantize", "evaluate", "benchmark", "report")
-BASELINES = {  # fixed architectures of the lite0 space, trained with the searched model's recipe
-    "lite0": "lite0",  # EfficientNet-Lite0's own choices
-    "mbv2": "lite0:" + ",".join(["k3_e1"] + ["k3_e6"] * 15),  # MobileNetV2's blocks: 3x3, expansion 6
+BASELINES = {  # (ArchSpec, head): fixed detectors trained with the searched model's recipe
+    "lite0": ("lite0", "edgedet"),  # EfficientNet-Lite0's own choices
+    "mbv2": ("lite0:" + ",".join(["k3_e1"] + ["k3_e6"] * 15), "edgedet"),  # MobileNetV2's blocks: 3x3, expansion 6
+    "ssdlite": ("lite0", "ssdlite"),  # torchvision's SSDlite head on the same pretrained Lite0 backbone
 }
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "full": {"search": {"epochs": 8, "warmup_epochs": 2, "imgsz": 320},
              "train": {"epochs": 30, "imgsz": 320, "lr": 1e-3},
-             "quantize": {"calib_images": 200}, "benchmark": {"runs": 100}, "baselines": {"archs": ["lite0", "mbv2"]}},
+             "quantize": {"calib_images": 200}, "benchmark": {"runs": 100}, "baselines": {"archs": ["lite0", "mbv2", "ssdlite"]}},
     "synthetic": {"search": {"epochs": 4, "warmup_epochs": 1, "imgsz": 192},
                   "train": {"epochs": 12, "imgsz": 192, "lr": 2e-3},
                   "quantize": {"calib_images": 64}, "benchmark": {"runs": 50}, "baselines": {"archs": []}},

@@ -44,9 +44,9 @@ def search_stage(config: PipelineConfig, folder: Path, context: Context, resume:
             "log": str(run / "log.csv"), "probs_png": str(run / "probs.png")}
 
 
-def _train(config: PipelineConfig, arch: str, run: Path, resume: bool) -> dict[str, Any]:
+def _train(config: PipelineConfig, arch: str, run: Path, resume: bool, head: str = "edgedet") -> dict[str, Any]:
     settings = {"arch": arch, "data": config.data, "classes": config.classes, "device": config.device_type,
-                **config.stage("train")}
+                **config.stage("train"), "head": head}
     final = train(TrainConfig.from_dict(settings), run, resume=resume and (run / "last.pt").exists())
     checkpoint = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
     return {"checkpoint": str(checkpoint), "AP": final.get("AP"), "AP50": final.get("AP50"),
@@ -61,14 +61,16 @@ def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resu
     """The fixed architectures named in ``baselines.archs`` and ``baselines.random`` random ones at the searched
     model's latency (within ``baselines.match_pct`` percent on the first device), trained with its exact recipe."""
     settings = config.stage("baselines")
-    archs = {}
+    models = {}
     for name in settings.get("archs", []):
         if name not in BASELINES:
             raise UsageError(f"baseline '{name}': known baselines are {', '.join(BASELINES)}")
-        archs[name] = str(ArchSpec.parse(BASELINES[name]))
-    archs |= matched_random_archs(context["search"], settings.get("random", 0), settings.get("match_pct", 5.0))
-    return {name: {"arch": arch, **_train(config, arch, folder / "baselines" / name, resume)}
-            for name, arch in archs.items()}
+        arch, head = BASELINES[name]
+        models[name] = (str(ArchSpec.parse(arch)), head)
+    random_archs = matched_random_archs(context["search"], settings.get("random", 0), settings.get("match_pct", 5.0))
+    models |= {name: (arch, "edgedet") for name, arch in random_archs.items()}
+    return {name: {"arch": arch, "head": head, **_train(config, arch, folder / "baselines" / name, resume, head)}
+            for name, (arch, head) in models.items()}
 
 
 def matched_random_archs(search: dict[str, Any], count: int, match_pct: float) -> dict[str, str]:

@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from edgedet.errors import UsageError
 from edgedet.runtime.detections import Detections
-from edgedet.runtime.postprocess import anchor_points, decode, to_original
+from edgedet.runtime.postprocess import anchor_points, decode, select_boxes, to_original
 from edgedet.runtime.preprocess import letterbox
 from edgedet.runtime.session import make_session
 from edgedet.runtime.sidecar import ModelCard, read_card
@@ -54,6 +54,7 @@ class OnnxDetector:
         self.session = open_session(model, threads=threads, providers=providers)
         self.conf, self.iou = conf, iou
         self.points, self.strides = anchor_points(self.card.imgsz)
+        self.decoded_in_graph = self.card.output.get("decode") == "boxes"
         self._check_io()
         self.input_name = self.session.get_inputs()[0].name
 
@@ -68,7 +69,7 @@ class OnnxDetector:
             raise UsageError(f"{self.where}: the model takes {shape} but its sidecar says {size}x{size}; "
                              f"re-export with `edgedet export --imgsz {size}` or fix the sidecar")
         output = list(self.session.get_outputs()[0].shape)
-        expected = [len(self.points), 4 + len(self.card.class_names)]
+        expected = [output[1] if self.decoded_in_graph else len(self.points), 4 + len(self.card.class_names)]
         if output[1:] != expected:
             raise UsageError(f"{self.where}: output {output} does not match the sidecar's {size}px input and "
                              f"{len(self.card.class_names)} classes (expected [1, {expected[0]}, {expected[1]}])")
@@ -81,7 +82,8 @@ class OnnxDetector:
         return self.session.run(None, {self.input_name: tensor})[0][0]
 
     def postprocess(self, raw: np.ndarray, scale: float, orig_size: tuple[int, int]) -> Detections:
-        detections = decode(raw, self.points, self.strides, conf=self.conf, iou=self.iou)
+        detections = (select_boxes(raw, conf=self.conf, iou=self.iou) if self.decoded_in_graph
+                      else decode(raw, self.points, self.strides, conf=self.conf, iou=self.iou))
         return to_original(detections, scale, orig_size)
 
     def __call__(self, image_bgr: np.ndarray) -> Detections:

@@ -4,6 +4,7 @@ Raw head layout, one tensor ``(B, N, 4 + K)``: for every anchor point of the str
 (row-major), 4 box-regression values then K class logits. The box is ``(cx - l, cy - t, cx + r, cy + b)`` with
 ``(l, t, r, b) = exp(reg) * stride`` around the point centre ``((x + 0.5) * stride, (y + 0.5) * stride)``; class
 scores are ``sigmoid(logit)``. The torch path in ``edgedet.detect`` implements the same and is tested equal.
+Models that decode inside the graph (the SSDlite baseline) output boxes and probabilities instead: ``select_boxes``.
 """
 
 from __future__ import annotations
@@ -52,24 +53,39 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_t
     return nms(boxes + offsets, scores, iou_threshold)
 
 
+def _top_candidates(scores: np.ndarray, threshold: float, pre_nms: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, class) pairs above ``threshold``, among the ``pre_nms`` rows whose best class scores highest."""
+    best = scores.max(1)
+    candidates = np.nonzero(best > threshold)[0]
+    candidates = candidates[np.argsort(-best[candidates], kind="stable")[:pre_nms]]
+    rows, labels = np.nonzero(scores[candidates] > threshold)
+    return candidates[rows], labels
+
+
+def _after_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: float, max_det: int) -> Detections:
+    keep = batched_nms(boxes, scores, labels, iou)[:max_det]
+    return Detections(boxes[keep].astype(np.float32), scores[keep].astype(np.float32), labels[keep].astype(np.int64))
+
+
 def decode(raw: np.ndarray, points: np.ndarray, strides: np.ndarray, *, conf: float = 0.05, iou: float = 0.6,
            pre_nms: int = 1000, max_det: int = 100) -> Detections:
     """One image's raw head output ``(N, 4 + K)`` -> detections in model-input pixels."""
     logits = raw[:, 4:]
-    threshold = np.log(conf / (1 - conf))  # sigmoid(x) > conf, tested on logits before any exp
-    best = logits.max(1)
-    candidates = np.nonzero(best > threshold)[0]
-    candidates = candidates[np.argsort(-best[candidates], kind="stable")[:pre_nms]]
-    point_idx, labels = np.nonzero(logits[candidates] > threshold)
-    point_idx = candidates[point_idx]
-    if point_idx.size == 0:
-        return Detections.empty()
+    # sigmoid(x) > conf, tested on logits before any exp
+    point_idx, labels = _top_candidates(logits, np.log(conf / (1 - conf)), pre_nms)
     scores = 1 / (1 + np.exp(-logits[point_idx, labels]))
     distances = np.exp(np.minimum(raw[point_idx, :4], REG_CLIP)) * strides[point_idx, None]  # (M, 4) l, t, r, b
     centre = points[point_idx]
     boxes = np.concatenate([centre - distances[:, :2], centre + distances[:, 2:]], 1)
-    keep = batched_nms(boxes, scores, labels, iou)[:max_det]
-    return Detections(boxes[keep].astype(np.float32), scores[keep].astype(np.float32), labels[keep].astype(np.int64))
+    return _after_nms(boxes, scores, labels, iou, max_det)
+
+
+def select_boxes(raw: np.ndarray, *, conf: float = 0.05, iou: float = 0.6, pre_nms: int = 1000,
+                 max_det: int = 100) -> Detections:
+    """One image's decoded output ``(N, 4 + K)`` (x1, y1, x2, y2, then K probabilities; SSDlite exports this)
+    -> detections in model-input pixels."""
+    rows, labels = _top_candidates(raw[:, 4:], conf, pre_nms)
+    return _after_nms(raw[rows, :4], raw[rows, 4 + labels], labels, iou, max_det)
 
 
 def to_original(detections: Detections, scale: float, orig_size: tuple[int, int]) -> Detections:

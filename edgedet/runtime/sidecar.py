@@ -22,9 +22,15 @@ INPUT_CONTRACT = {
     "normalisation": "inside the graph: (x - 127) / 128",
 }
 OUTPUT_CONTRACT = {
+    "decode": "points",
     "layout": "(1, N, 4 + K): per anchor point of the stride 8, 16, 32 grids (row-major), l, t, r, b regression "
               "then K class logits; distance = exp(reg) * stride from the point centre, score = sigmoid(logit)",
     "strides": [8, 16, 32],
+}
+BOXES_OUTPUT_CONTRACT = {
+    "decode": "boxes",
+    "layout": "(1, N, 4 + K): per default box, x1, y1, x2, y2 in model-input pixels (decoded in the graph), then K "
+              "class probabilities (softmax, background dropped)",
 }
 
 

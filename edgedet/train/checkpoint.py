@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 
-from edgedet.detect.model import Detector
+from torch import nn
+
+from edgedet.detect.model import build_detector
 from edgedet.errors import UsageError
 from edgedet.io import atomic_write_bytes
 from edgedet.space.archspec import ArchSpec
@@ -38,13 +40,15 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def load_detector(path: Path, *, use_ema: bool = True, imgsz: int | None = None) -> tuple[Detector, dict[str, Any]]:
+def load_detector(path: Path, *, use_ema: bool = True, imgsz: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The trained Detector (EMA weights by default, as evaluated during training) and the checkpoint dict;
     ``imgsz`` rebuilds it for another input size (the network is fully convolutional)."""
     state = read_checkpoint(path)
     arch = ArchSpec.from_json(state["arch"])
     if imgsz:
         arch = arch.with_imgsz(imgsz)
-    model = Detector(arch, len(state["class_names"]), neck_channels=state["config"]["neck_channels"])
+    config = state["config"]
+    model = build_detector(arch, len(state["class_names"]), head=config.get("head", "edgedet"),
+                           neck_channels=config["neck_channels"])
     model.load_state_dict(state["ema"] if use_ema and state.get("ema") else state["model"])
     return model.eval(), state

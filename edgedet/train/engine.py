@@ -29,7 +29,7 @@ from edgedet import __version__
 from edgedet.data.annotations import find_split
 from edgedet.data.coco import CocoDetection, collate
 from edgedet.data.transforms import train_transforms
-from edgedet.detect.model import Detector
+from edgedet.detect.model import HEADS, Detector, build_detector
 from edgedet.detect.predict import TorchPredictor
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.evaluate.images import evaluate_predictor
@@ -59,6 +59,7 @@ class TrainConfig:
     grad_clip: float = 10.0
     pretrained: bool = True  # ImageNet Lite0 weights where the space allows
     neck_channels: int = 96
+    head: str = "edgedet"  # edgedet | ssdlite (torchvision's SSDlite head and loss: a baseline)
     workers: int = 2
     seed: int = 0
     eval_every: int = 5  # epochs; the last epoch is always evaluated
@@ -74,6 +75,8 @@ class TrainConfig:
             raise UsageError(f"optimizer '{config.optimizer}': use adamw or sgd")
         if config.epochs < 1 or config.batch < 1:
             raise UsageError("epochs and batch must be at least 1")
+        if config.head not in HEADS:
+            raise UsageError(f"head '{config.head}': use one of {', '.join(HEADS)}")
         return config
 
 
@@ -206,8 +209,8 @@ class Trainer:
         if len(self.train_set) == 0:
             raise UsageError(f"{data}: the training split has no readable images")
         pretrained = self.config.pretrained and self.arch.space == "lite0" and self.arch.width_mult == 1.0
-        self.model = Detector(self.arch, len(self.train_set.class_names), neck_channels=self.config.neck_channels,
-                              pretrained=pretrained)
+        self.model = build_detector(self.arch, len(self.train_set.class_names), head=self.config.head,
+                                    neck_channels=self.config.neck_channels, pretrained=pretrained)
         # channels-last runs the depthwise convs ~25% faster on CPU (measured here), and suits CUDA AMP too
         self.model.to(self.device, memory_format=torch.channels_last)
         self.ema = AveragedModel(self.model, avg_fn=ema_avg_fn(self.config.ema_decay), use_buffers=True)
@@ -251,8 +254,9 @@ class Trainer:
     # --- loop --------------------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.net.train()
-        limit = self.config.static_assign_epochs
-        self.model.loss.static = limit is None or epoch < limit
+        if isinstance(self.model, Detector):  # edgedet's head: prior-box or task-aligned assignment
+            limit = self.config.static_assign_epochs
+            self.model.loss.static = limit is None or epoch < limit
         self.loader.generator.manual_seed(self.config.seed + epoch)  # same order and augmentation on resume
         if self.sampler:
             self.sampler.set_epoch(epoch)

@@ -13,7 +13,6 @@ Prints a table and writes runs/bench/deploy.json (or --json-out); models go to r
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -23,17 +22,17 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import FASTESTDET, NANODET, FastestDet, NanoDetM, coco80_names  # noqa: E402
+from edgedet.data.annotations import find_split
+from edgedet.deploy import quantize_model, split_images
+from edgedet.evaluate.images import evaluate_predictor, load_predictor
+from edgedet.export.onnx_export import export_checkpoint
+from edgedet.io import atomic_write_json
+from edgedet.runtime.benchmark import benchmark_models, read_images
+from edgedet.runtime.peers import load_peers
+from edgedet.runtime.preprocess import letterbox
+from edgedet.train.checkpoint import load_detector
 
-from edgedet.data.annotations import find_split  # noqa: E402
-from edgedet.deploy import quantize_model, split_images  # noqa: E402
-from edgedet.evaluate.images import evaluate_predictor, load_predictor  # noqa: E402
-from edgedet.export.onnx_export import export_checkpoint  # noqa: E402
-from edgedet.io import atomic_write_json  # noqa: E402
-from edgedet.runtime.benchmark import benchmark_models, read_images  # noqa: E402
-from edgedet.runtime.preprocess import letterbox  # noqa: E402
-from edgedet.train.checkpoint import load_detector  # noqa: E402
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def torch_latency(checkpoint: Path, image: np.ndarray, threads: int, runs: int) -> dict[str, float]:
@@ -56,8 +55,8 @@ def torch_latency(checkpoint: Path, image: np.ndarray, threads: int, runs: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets"
-                        / "coco-mini")
+    parser.add_argument("--data", type=Path, default=SHARED / "datasets" / "coco-mini")
+    parser.add_argument("--peers", type=Path, default=SHARED / "peers")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--calib-images", type=int, default=200)
@@ -73,20 +72,17 @@ def main() -> None:
     annotations, images = find_split(args.data, "val")
     fp32_predictor = load_predictor(fp32)  # (predictor, class names)
     class_names = fp32_predictor[1]
-    keep = None if len(class_names) == 80 else class_names  # the peers, on the checkpoint's classes
-    names = coco80_names(annotations)
-    peers = {"FastestDet (peer)": FastestDet(names, keep=keep), "NanoDet-m 320 (peer)": NanoDetM(names, keep=keep)}
+    peers = {f"{name} (peer)": found for name, found in load_peers(args.peers, annotations, class_names).items()}
     predictors = {"torch checkpoint": load_predictor(args.checkpoint), "ONNX FP32": fp32_predictor,
-                  "ONNX INT8": load_predictor(int8), **{key: (peer, peer.class_names) for key, peer in peers.items()}}
+                  "ONNX INT8": load_predictor(int8), **{key: (peer, peer.class_names) for key, (peer, _) in peers.items()}}
     rows: dict[str, dict] = {"torch checkpoint": {"path": args.checkpoint}, "ONNX FP32": {"path": fp32},
-                             "ONNX INT8": {"path": int8}, "FastestDet (peer)": {"path": FASTESTDET},
-                             "NanoDet-m 320 (peer)": {"path": NANODET}}
+                             "ONNX INT8": {"path": int8}, **{key: {"path": path} for key, (_, path) in peers.items()}}
     for key, (predict, predict_names) in predictors.items():
         report, _ = evaluate_predictor(predict, annotations, images, predict_names)
         rows[key] |= {"AP": report.metrics["AP"], "AP50": report.metrics["AP50"],
                       "size_mb": Path(rows[key]["path"]).stat().st_size / 2**20}
     frames = read_images(split_images(args.data, "val"), 20)
-    onnx_keys = ["ONNX FP32", "ONNX INT8", "FastestDet (peer)", "NanoDet-m 320 (peer)"]
+    onnx_keys = ["ONNX FP32", "ONNX INT8", *peers]
     for threads in args.threads:
         timed = benchmark_models([rows[k]["path"] for k in onnx_keys], threads=threads, runs=args.runs,
                                  images=frames)
@@ -97,7 +93,7 @@ def main() -> None:
         rows["torch checkpoint"] |= {f"t{threads}_median_ms": latency["median_ms"],
                                      f"t{threads}_p90_ms": latency["p90_ms"]}
 
-    subset = "all 80 classes" if keep is None else ", ".join(keep)
+    subset = "all 80 classes" if len(class_names) == 80 else ", ".join(class_names)
     table = Table("model", "AP", "AP50", *(f"{t} thr median / p90 ms" for t in args.threads),
                   *(f"{t} thr e2e ms" for t in args.threads), "size MB",
                   title=f"coco-mini val ({subset}), batch 1, ONNX Runtime CPU")

@@ -493,7 +493,10 @@ def pipeline_command(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a stage setting, e.g. --set "
                                                                     "train.epochs=20 --set baselines.archs=[lite0] "
                                                                     "(stages: search, train, baselines, quantize, "
-                                                                    "benchmark).")] = None,
+                                                                    "evaluate, benchmark).")] = None,
+    peers: Annotated[Optional[Path], typer.Option(
+        help="Folder of peer detectors (fastestdet/FastestDet.onnx, nanodet-m/nanodet.onnx, e.g. ../shared/peers) "
+             "to evaluate and time beside your models; COCO classes only.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder runs/pipeline/NAME (default: next number); "
                                                      "re-running a NAME skips finished stages.")] = None,
     device_type: DeviceType = "auto",
@@ -508,9 +511,17 @@ def pipeline_command(
     from edgedet.pipeline.run import PipelineConfig, parse_overrides, run_pipeline
 
     preset = "fast" if fast else ("synthetic" if data is None else "full")
+    overrides = parse_overrides(set_ or [])
+    if peers is not None:  # checked now, not after an hour of search and training
+        from edgedet.data.annotations import find_split
+        from edgedet.runtime.peers import coco80_names, load_peers
+
+        annotations = find_split(_data_or_synthetic(data), "val")[0]
+        load_peers(peers, annotations, _class_list(classes) or coco80_names(annotations))
+        overrides.setdefault("evaluate", {})["peers"] = str(peers)
     config = PipelineConfig(devices=device, data=str(_data_or_synthetic(data)), preset=preset,
-                            target_ms=target_ms or [], classes=_class_list(classes),
-                            overrides=parse_overrides(set_ or []), device_type=device_type)
+                            target_ms=target_ms or [], classes=_class_list(classes), overrides=overrides,
+                            device_type=device_type)
     folder = run_dir("pipeline", name)
     manifest = run_pipeline(config, folder)
     out = {name: stage["outputs"] for name, stage in manifest["stages"].items()}

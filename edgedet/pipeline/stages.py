@@ -20,6 +20,7 @@ from edgedet.pipeline.report import write_report
 from edgedet.pipeline.run import BASELINES, PipelineConfig
 from edgedet.runtime.benchmark import benchmark_models, read_images
 from edgedet.runtime.onnx_detector import OnnxDetector
+from edgedet.runtime.peers import load_peers
 from edgedet.search.derive import random_ops_near, to_arch
 from edgedet.search.loop import SearchConfig, search
 from edgedet.space.archspec import ArchSpec, sample_arch
@@ -95,22 +96,37 @@ def export_stage(config: PipelineConfig, folder: Path, context: Context, resume:
 
 
 def quantize_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
+    """INT8 of the searched model, and of every baseline when ``quantize.baselines`` is set (same settings)."""
+    settings = config.stage("quantize")
+    options = {key: value for key, value in settings.items() if key != "baselines"}
     out = folder / "model.int8.onnx"
-    result = quantize_model(Path(context["export"]["onnx"]), Path(config.data), out, **config.stage("quantize"))
-    return {"onnx": str(out), "fp32_AP": result.fp32_ap, "int8_AP": result.int8_ap, "kept_fp32": result.kept_fp32}
+    result = quantize_model(Path(context["export"]["onnx"]), Path(config.data), out, **options)
+    baselines = {}
+    for name, path in context["export"]["baselines"].items() if settings.get("baselines") else ():
+        baselines[name] = str(Path(path).with_suffix(".int8.onnx"))
+        quantize_model(Path(path), Path(config.data), Path(baselines[name]), **options)
+    return {"onnx": str(out), "fp32_AP": result.fp32_ap, "int8_AP": result.int8_ap, "kept_fp32": result.kept_fp32,
+            "baselines": baselines}
 
 
 def evaluate_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
-    """COCO metrics of every deployed model on val, through the one ONNX Runtime path."""
+    """COCO metrics of every deployed model on val, through the one ONNX Runtime path, and of the peers in
+    ``evaluate.peers`` (their own decoders, the same images and evaluation)."""
     annotations, images = find_split(Path(config.data), "val")
     models = {"searched fp32": context["export"]["onnx"], "searched int8": context["quantize"]["onnx"],
-              **{f"{name} fp32": path for name, path in context["export"]["baselines"].items()}}
+              **{f"{name} fp32": path for name, path in context["export"]["baselines"].items()},
+              **{f"{name} int8": path for name, path in context["quantize"]["baselines"].items()}}
+    predictors = {key: OnnxDetector(Path(path), threads=2) for key, path in models.items()}
+    peers_folder = config.stage("evaluate").get("peers")
+    if peers_folder:
+        class_names = predictors["searched fp32"].class_names
+        for name, (peer, path) in load_peers(Path(peers_folder), annotations, class_names, threads=2).items():
+            predictors[f"{name} (peer)"], models[f"{name} (peer)"] = peer, str(path)
     metrics = {}
-    for key, path in models.items():
-        detector = OnnxDetector(Path(path), threads=2)
-        report, _ = evaluate_predictor(detector, annotations, images, detector.class_names)
+    for key, predictor in predictors.items():
+        report, _ = evaluate_predictor(predictor, annotations, images, predictor.class_names)
         numbers = report.to_json()
-        metrics[key] = {"path": path, **{k: numbers[k] for k in ("AP", "AP50", "AP75")}}
+        metrics[key] = {"path": models[key], **{k: numbers[k] for k in ("AP", "AP50", "AP75")}}
     atomic_write_json(folder / "eval.json", metrics)
     return {"models": metrics, "eval_json": str(folder / "eval.json")}
 

@@ -23,7 +23,7 @@ def _config(data, **overrides):
 def test_training_on_synthetic_data_learns(synthetic, tmp_path):
     final = train(_config(synthetic, arch="lite0@128", epochs=15, lr=4e-3, eval_every=5, max_eval_images=None),
                   tmp_path)
-    assert final["AP50"] > 10.0  # 90 steps from ImageNet weights; an untrained detector scores ~0
+    assert final["AP50"] > 25.0  # 90 steps from ImageNet weights reach ~34; an untrained detector scores ~0
     model, state = load_detector(tmp_path / "best.pt")
     assert state["class_names"] == ["circle", "square", "triangle"] and model.arch.imgsz == 128
 

@@ -40,7 +40,23 @@ def build_detector(arch: ArchSpec, num_classes: int, *, head: str = "edgedet", n
     return Detector(arch, num_classes, neck_channels=neck_channels, pretrained=pretrained)
 
 
-class Detector(nn.Module):
+class DetectorContract(nn.Module):
+    """What every detector here keeps: ``model(images, targets)`` -> losses in training (targets checked first),
+    ``model(images)`` -> one ``Detections`` per image in eval. Subclasses give ``raw``, ``decode`` and ``losses``."""
+
+    num_classes: int
+
+    def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None
+                ) -> dict[str, torch.Tensor] | list[Detections]:
+        if self.training:
+            if targets is None:
+                raise ValueError("training mode needs targets: model(images, targets)")
+            check_targets(targets, self.num_classes)
+            return self.losses(images, targets)
+        return [self.decode(r) for r in self.raw(images)]
+
+
+class Detector(DetectorContract):
     output_contract = OUTPUT_CONTRACT
 
     def __init__(self, arch: ArchSpec, num_classes: int, *, neck_channels: int = 96, pretrained: bool = False,
@@ -67,14 +83,8 @@ class Detector(nn.Module):
         x = (images - INPUT_MEAN) / INPUT_SCALE
         return self.head(self.neck(self.backbone(x)))
 
-    def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None
-                ) -> dict[str, torch.Tensor] | list[Detections]:
-        if self.training:
-            if targets is None:
-                raise ValueError("training mode needs targets: model(images, targets)")
-            check_targets(targets, self.num_classes)
-            return self.loss(self.raw(images), self.points, self.strides, targets)
-        return [self.decode(r) for r in self.raw(images)]
+    def losses(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return self.loss(self.raw(images), self.points, self.strides, targets)
 
     @torch.no_grad()
     def decode(self, raw: torch.Tensor, *, conf: float = 0.05, iou: float = 0.6, pre_nms: int = 1000,

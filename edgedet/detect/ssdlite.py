@@ -25,8 +25,7 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.ssdlite import SSDLiteHead
 from torchvision.ops.misc import Conv2dNormActivation
 
-from edgedet.detect.loss import check_targets
-from edgedet.detect.model import INPUT_MEAN, INPUT_SCALE
+from edgedet.detect.model import INPUT_MEAN, INPUT_SCALE, DetectorContract
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.postprocess import select_boxes
 from edgedet.runtime.sidecar import BOXES_OUTPUT_CONTRACT
@@ -63,7 +62,7 @@ class SSDLiteFeatures(nn.Module):
         return OrderedDict((str(i), f) for i, f in enumerate(features))
 
 
-class SSDLiteDetector(nn.Module):
+class SSDLiteDetector(DetectorContract):
     output_contract = BOXES_OUTPUT_CONTRACT
 
     def __init__(self, arch: ArchSpec, num_classes: int, *, pretrained: bool = False) -> None:
@@ -100,16 +99,11 @@ class SSDLiteDetector(nn.Module):
         probs = F.softmax(out["cls_logits"], -1)[..., 1:]  # background dropped
         return torch.cat([boxes.reshape(batch, -1, 4), probs], -1)
 
-    def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None
-                ) -> dict[str, torch.Tensor] | list[Detections]:
-        if self.training:
-            if targets is None:
-                raise ValueError("training mode needs targets: model(images, targets)")
-            check_targets(targets, self.num_classes)
-            shifted = [{"boxes": t["boxes"], "labels": t["labels"].long() + 1} for t in targets]  # 0: background
-            losses = self.ssd(list(images / 255), shifted)
-            return {"loss_cls": losses["classification"], "loss_box": losses["bbox_regression"]}
-        return [self.decode(r) for r in self.raw(images)]
+    def losses(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """torchvision's SSD loss (its matching and hard negative mining), named as edgedet's losses are."""
+        shifted = [{"boxes": t["boxes"], "labels": t["labels"].long() + 1} for t in targets]  # 0: background
+        losses = self.ssd(list(images / 255), shifted)
+        return {"loss_cls": losses["classification"], "loss_box": losses["bbox_regression"]}
 
     @torch.no_grad()
     def decode(self, raw: torch.Tensor, *, conf: float = 0.05, iou: float = 0.6) -> Detections:

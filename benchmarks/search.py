@@ -40,6 +40,7 @@ from edgedet.io import atomic_write_json
 from edgedet.search.loop import SearchConfig, search
 from edgedet.search.supernet import Supernet
 from edgedet.space import ArchSpec, get_space
+from train_throughput import random_batch  # benchmarks/ is the script's folder
 
 HOST = "xeon-2vcpu"  # this machine's measured profile (fp32 and int8 LUTs, lite0@320)
 FBNET_GPU_HOURS = 216  # FBNet's search on ImageNet (Wu et al. 2019)
@@ -77,18 +78,9 @@ def cost(args: argparse.Namespace) -> dict[str, Any]:
             "predicted_ms_jetson": provenance["devices"][0]["predicted_ms"], "fbnet_gpu_hours": FBNET_GPU_HOURS}
 
 
-def _random_batch(batch: int, imgsz: int, classes: int) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(batch, 3, imgsz, imgsz, generator=generator) * 255
-    xy = torch.rand(batch, 4, 2, generator=generator) * imgsz * 0.6
-    wh = torch.rand(batch, 4, 2, generator=generator) * imgsz * 0.3 + 8
-    return images, [{"boxes": torch.cat([p, p + s], 1), "labels": torch.randint(0, classes, (4,), generator=generator)}
-                    for p, s in zip(xy, wh)]
-
-
 def modes(args: argparse.Namespace) -> dict[str, Any]:
     """Single path first, then the mixture: the process's peak RSS after each is that mode's peak."""
-    images, targets = _random_batch(args.batch, 320, 80)
+    images, targets = random_batch(args.batch, 320, 80)
     out: dict[str, Any] = {"batch": args.batch, "imgsz": 320}
     for mode in ("single", "mixture"):
         model = Supernet(get_space("lite0"), 320, 80, mode=mode).train()

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from functools import partial
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,7 +36,8 @@ NORM = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)  # as torchvision's SSD
 
 
 def extra_block(in_ch: int, out_ch: int) -> nn.Sequential:
-    """torchvision's SSDlite extra level: 1x1 to half width, depthwise 3x3 stride 2, 1x1 out (ReLU6 throughout)."""
+    """torchvision's SSDlite extra level (its ``_extra_block`` is private): 1x1 to half width, depthwise 3x3
+    stride 2, 1x1 out (ReLU6 throughout)."""
     mid = out_ch // 2
     return nn.Sequential(
         Conv2dNormActivation(in_ch, mid, kernel_size=1, norm_layer=NORM, activation_layer=nn.ReLU6),
@@ -108,4 +108,4 @@ class SSDLiteDetector(DetectorContract):
     @torch.no_grad()
     def decode(self, raw: torch.Tensor, *, conf: float = 0.05, iou: float = 0.6) -> Detections:
         """One image's ``(N, 4 + K)``: the same numpy selection + NMS as ONNX Runtime."""
-        return select_boxes(raw.float().cpu().numpy().astype(np.float32), conf=conf, iou=iou)
+        return select_boxes(raw.float().cpu().numpy(), conf=conf, iou=iou)

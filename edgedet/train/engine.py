@@ -325,7 +325,7 @@ class Trainer:
                 if self.rank == 0:
                     self.log(row)
                     save_checkpoint(self.run_dir / "last.pt", self.state(epoch + 1))
-                    shown = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+                    shown = "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
                     stderr.print(shown, highlight=False)
         except KeyboardInterrupt:
             if self.rank == 0:

@@ -80,7 +80,7 @@ def main() -> None:
                "--set", f"train.epochs={args.epochs}", "--set", f"baselines.random={args.random}",
                "--set", "baselines.archs=[lite0,mbv2,ssdlite]"]
     command += [] if args.classes == "all" else ["--classes", args.classes]
-    console.print("running: edgedet " + " ".join(command[3:]))
+    console.print("running: edgedet " + " ".join(command[3:]), markup=False)
     subprocess.run(command, check=True)
 
     manifest = json.loads((Path("runs/pipeline") / args.name / "manifest.json").read_text())

@@ -58,6 +58,12 @@ def test_ssdlite_baseline_trains_exports_and_runs_in_onnx_runtime_as_in_torch(sy
     card = json.loads(result.card_path.read_text())
     assert card["output"]["decode"] == "boxes" and card["arch"].startswith("lite0@96:")
     _assert_onnx_predicts_what_torch_predicts(tmp_path / "last.pt", result.onnx_path, synthetic_small, conf=0.001)
+    from edgedet.runtime.session import make_session
+
+    calibration = calibration_tensors(split_images(synthetic_small, "train"), 96, 4)
+    fp32, int8 = (make_session(model).run(None, {"images": calibration[0]})[0] for model in
+                  (result.onnx_path.read_bytes(), quantize_qdq(result.onnx_path.read_bytes(), calibration)))
+    assert abs(int8[..., 4:] - fp32[..., 4:]).max() < 0.1  # probabilities not rounded on the boxes' pixel scale
 
 
 def test_export_at_another_size_and_mismatched_sidecar_is_refused(checkpoint, tmp_path):

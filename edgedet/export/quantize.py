@@ -76,11 +76,16 @@ def calibration_tensors(images: list[Path], imgsz: int, count: int) -> list[np.n
 
 def quantize_qdq(model: bytes, calibration: Iterable[np.ndarray], *, method: str = "minmax",
                  nodes_to_exclude: list[str] | None = None) -> bytes:
-    """INT8 QDQ model bytes, calibrated with ``method`` on ``calibration`` input batches."""
+    """INT8 QDQ model bytes, calibrated with ``method`` on ``calibration`` input batches. The nodes that write the
+    graph's outputs stay FP32: one quantization scale over an output that concatenates pixel boxes (0..320) and
+    probabilities (0..1), as SSDlite's does, rounds every probability to 0."""
     if method not in METHODS:
         raise UsageError(f"--method {method}: use one of {', '.join(METHODS)}")
     proto = onnx.load_from_string(model)
     input_name = proto.graph.input[0].name
+    outputs = {output.name for output in proto.graph.output}
+    output_nodes = [node.name for node in proto.graph.node if outputs & set(node.output)]
+    nodes_to_exclude = [*(nodes_to_exclude or []), *output_nodes]
     with _quiet(), tempfile.TemporaryDirectory(prefix="edgedet-quant-") as tmp:
         out = Path(tmp) / "int8.onnx"
         quantize_static(proto, out, _Batches(input_name, calibration), quant_format=QuantFormat.QDQ,

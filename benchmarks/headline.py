@@ -79,7 +79,8 @@ def main() -> None:
                "--data", str(args.data), "--peers", str(args.peers), "--name", args.name,
                "--set", f"train.epochs={args.epochs}", "--set", f"baselines.random={args.random}",
                "--set", "baselines.archs=[lite0,mbv2,ssdlite]"]
-    command += [] if args.classes == "all" else ["--classes", args.classes]
+    if args.classes != "all":
+        command += ["--classes", args.classes]
     console.print("running: edgedet " + " ".join(command[3:]), markup=False)
     subprocess.run(command, check=True)
 
@@ -91,10 +92,12 @@ def main() -> None:
     by_name = {r["model"]: r for r in rows}
     randoms = [r["AP"] for name, r in by_name.items() if name.startswith("random")]
     searched = by_name["searched"]
-    summary = {"target_ms": target, "classes": args.classes, "epochs": args.epochs, "AP": searched["AP"], "AP50": searched["AP50"],
+    summary = {"target_ms": target, "classes": args.classes, "epochs": args.epochs,
+               "AP": searched["AP"], "AP50": searched["AP50"],
                "median_ms": searched["fp32_ms"], "int8_median_ms": searched["int8_ms"],
                "random_median_AP": statistics.median(randoms) if randoms else None,
-               "beats_lite0": searched["AP"] > by_name["lite0"]["AP"], "beats_mbv2": searched["AP"] > by_name["mbv2"]["AP"],
+               "beats_lite0": searched["AP"] > by_name["lite0"]["AP"],
+               "beats_mbv2": searched["AP"] > by_name["mbv2"]["AP"],
                "beats_random_median": bool(randoms) and searched["AP"] > statistics.median(randoms),
                "total_stage_s": manifest["total_seconds"]}
     console.print("  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))

@@ -19,6 +19,7 @@ from edgedet.export.onnx_export import export_checkpoint
 from edgedet.export.quantize import calibration_tensors, node_sensitivity, quantize_qdq
 from edgedet.runtime.benchmark import benchmark_models
 from edgedet.runtime.onnx_detector import OnnxDetector
+from edgedet.runtime.session import make_session, random_feed
 from edgedet.train.checkpoint import load_detector
 from edgedet.train.engine import TrainConfig, train
 
@@ -49,7 +50,7 @@ def test_onnx_runtime_predicts_what_torch_predicts(exported, checkpoint, synthet
     _assert_onnx_predicts_what_torch_predicts(checkpoint, exported, synthetic_small)
 
 
-def test_ssdlite_baseline_trains_exports_and_runs_in_onnx_runtime_as_in_torch(synthetic_small, tmp_path):
+def test_ssdlite_baseline_trains_exports_runs_in_onnx_runtime_as_in_torch_and_quantizes(synthetic_small, tmp_path):
     """torchvision's SSDlite on the Lite0 backbone goes through the same engine, export, sidecar and runtime."""
     train(TrainConfig.from_dict(dict(arch="lite0@96", head="ssdlite", data=str(synthetic_small), epochs=1, batch=8,
                                      workers=0, eval_every=100, max_eval_images=2)), tmp_path)
@@ -58,11 +59,10 @@ def test_ssdlite_baseline_trains_exports_and_runs_in_onnx_runtime_as_in_torch(sy
     card = json.loads(result.card_path.read_text())
     assert card["output"]["decode"] == "boxes" and card["arch"].startswith("lite0@96:")
     _assert_onnx_predicts_what_torch_predicts(tmp_path / "last.pt", result.onnx_path, synthetic_small, conf=0.001)
-    from edgedet.runtime.session import make_session
-
     calibration = calibration_tensors(split_images(synthetic_small, "train"), 96, 4)
-    fp32, int8 = (make_session(model).run(None, {"images": calibration[0]})[0] for model in
-                  (result.onnx_path.read_bytes(), quantize_qdq(result.onnx_path.read_bytes(), calibration)))
+    onnx_model = result.onnx_path.read_bytes()
+    fp32, int8 = (make_session(model).run(None, {"images": calibration[0]})[0]
+                  for model in (onnx_model, quantize_qdq(onnx_model, calibration)))
     assert abs(int8[..., 4:] - fp32[..., 4:]).max() < 0.1  # probabilities not rounded on the boxes' pixel scale
 
 
@@ -144,8 +144,6 @@ def test_bad_deploy_input_is_one_line_and_nothing_half_written(exported, checkpo
 
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
 def test_every_calibration_method_gives_a_runnable_int8_model(exported, synthetic_small, method):
-    from edgedet.runtime.session import make_session, random_feed
-
     calibration = calibration_tensors(split_images(synthetic_small, "train"), 96, 4)
     session = make_session(quantize_qdq(exported.read_bytes(), calibration, method=method))
     assert session.run(None, random_feed(session))[0].shape == (1, 12 * 12 + 6 * 6 + 3 * 3, 7)

@@ -77,8 +77,8 @@ def calibration_tensors(images: list[Path], imgsz: int, count: int) -> list[np.n
 def quantize_qdq(model: bytes, calibration: Iterable[np.ndarray], *, method: str = "minmax",
                  nodes_to_exclude: list[str] | None = None) -> bytes:
     """INT8 QDQ model bytes, calibrated with ``method`` on ``calibration`` input batches. The nodes that write the
-    graph's outputs stay FP32: one quantization scale over an output that concatenates pixel boxes (0..320) and
-    probabilities (0..1), as SSDlite's does, rounds every probability to 0."""
+    graph's outputs stay FP32: one quantization scale over an output that concatenates pixel boxes and
+    probabilities, as SSDlite's does (boxes -98..422 px, 2 px per step), rounds every probability to 0."""
     if method not in METHODS:
         raise UsageError(f"--method {method}: use one of {', '.join(METHODS)}")
     proto = onnx.load_from_string(model)

@@ -200,14 +200,25 @@ def test_multi_device_mean_and_max_of_reference_normalised_latency():
         assert details["lat_factor"] == pytest.approx(0.2 * (1 + math.log(combined / floors[objective])) ** 0.6)
 
 
-def test_target_factor_grows_only_above_the_target(jetson):
-    probs = torch.softmax(_theta_at(jetson, "uniform"), -1).detach()
-    expected = float(LatencyLoss([jetson]).expected_ms(probs)[0])
-    factors = []
+def test_a_target_pulls_only_above_itself(jetson):
+    """Within the budget the latency terms are flat (α, no gradient); above it both grow and push toward faster."""
+    uniform = _theta_at(jetson, "uniform").detach()
+    expected = float(LatencyLoss([jetson]).expected_ms(torch.softmax(uniform, -1))[0])
+    rows, factors = torch.arange(len(jetson.table)), []
+    fastest = torch.tensor(jetson.table).argmin(1)
     for target in (expected * 2, expected * 0.9, expected * 0.8):
         device = DeviceLatency("jetson", "fp16", jetson.table, jetson.fixed_ms, jetson.reference_ms, target)
-        factors.append(LatencyLoss([device])(torch.tensor(1.0), probs)[1]["target_factor"])
-    assert factors[0] == 1.0 and 1.0 < factors[1] < factors[2]
+        theta = uniform.clone().requires_grad_(True)
+        loss, details = LatencyLoss([device])(torch.tensor(1.0), torch.softmax(theta, -1))
+        loss.backward()
+        factors.append((details["lat_factor"], details["target_factor"]))
+        grad = theta.grad.nan_to_num()
+        if target > expected:
+            assert details["lat_norm"] == 1.0 and (grad == 0).all()
+        else:
+            assert (grad[rows, fastest] < 0).all()  # raising every layer's fastest op lowers the loss
+    assert factors[0] == (pytest.approx(0.2), 1.0)
+    assert 0.2 < factors[1][0] < factors[2][0] and 1.0 < factors[1][1] < factors[2][1]
 
 
 # --- derivation ----------------------------------------------------------------------------------------------------

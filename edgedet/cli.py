@@ -38,7 +38,7 @@ Classes = Annotated[Optional[str], typer.Option(help="Comma-separated class subs
 TargetMs = Annotated[Optional[list[float]], typer.Option(help="Hard latency budget in ms: once for every device, "
                                                               "or once per --device in order. Below it the search "
                                                               "does not trade accuracy for speed; the result spends "
-                                                              "the budget.")]
+                                                              "the budget (see --budget-use).")]
 
 
 def _version(value: bool) -> None:
@@ -398,6 +398,9 @@ def search_command(
     objective: Annotated[str, typer.Option(help="Several devices: mean (average) or max (worst) of each latency "
                                                 "relative to the space's reference architecture.")] = "mean",
     target_ms: TargetMs = None,
+    budget_use: Annotated[float, typer.Option(help="With --target-ms: the derived backbone's predicted latency is at "
+                                                   "least this share of each target, where one can be (0.95: within "
+                                                   "5% below it; 0: the cap only).")] = 0.95,
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default: each profile's).")] = None,
     space: Annotated[str, typer.Option(help="Search space: lite0 (ImageNet-initialised), fbnet or tiny.")] = "lite0",
     imgsz: Annotated[Optional[int], typer.Option(help="Input size, a multiple of 32 (default: the space's).")] = None,
@@ -406,7 +409,8 @@ def search_command(
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (default: the synthetic set).")] = None,
     classes: Classes = None,
     mode: Annotated[str, typer.Option(help="single (one sampled op per sample; CPU default), mixture (all ops, "
-                                           "the paper's; CUDA default) or auto.")] = "auto",
+                                           "the paper's; CUDA default), hybrid (weights single, θ mixture) or "
+                                           "auto.")] = "auto",
     batch: Annotated[int, typer.Option(help="Images per step.")] = 16,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the weights (SGD).")] = 0.02,
     arch_lr: Annotated[Optional[float], typer.Option(
@@ -427,7 +431,8 @@ def search_command(
     from edgedet.search.loop import SearchConfig, search
 
     folder, config = _run_config("search", name, resume, SearchConfig.from_dict, epochs, lambda: dict(
-        devices=device, precision=precision, objective=objective, target_ms=target_ms or [], space=space,
+        devices=device, precision=precision, objective=objective, target_ms=target_ms or [], budget_use=budget_use,
+        space=space,
         imgsz=imgsz, epochs=epochs, warmup_epochs=warmup_epochs, data=str(_data_or_synthetic(data)),
         classes=_class_list(classes), mode=mode, batch=batch, lr=lr, arch_lr=arch_lr, workers=workers, seed=seed,
         device=device_type))

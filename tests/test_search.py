@@ -222,12 +222,13 @@ def test_a_target_pulls_only_above_itself(jetson):
 
 
 # --- derivation ----------------------------------------------------------------------------------------------------
-def _brute_force(log_probs: np.ndarray, devices: list[DeviceLatency], slack: float = 0.0) -> float:
-    """Best Σ log p over every architecture within every target (minus ``slack`` ms)."""
+def _brute_force(log_probs: np.ndarray, devices: list[DeviceLatency], slack: float = 0.0,
+                 least_ms: float = -math.inf) -> float:
+    """Best Σ log p over every architecture within every target (minus ``slack`` ms) and at least ``least_ms``."""
     best = -math.inf
     allowed = [np.flatnonzero(np.isfinite(row)) for row in log_probs]
     for ops in itertools.product(*allowed):
-        if all(d.predict_ms(ops) <= d.target_ms - slack for d in devices):
+        if all(least_ms <= d.predict_ms(ops) <= d.target_ms - slack for d in devices):
             best = max(best, float(log_probs[np.arange(len(ops)), ops].sum()))
     return best
 
@@ -264,6 +265,22 @@ def test_dp_over_two_devices_is_feasible_and_within_one_bin_per_layer(seed):
     bins = bins_per_device(4, 2)
     resolution = 4 * max(1.2, 1.5) / bins  # at most one bin per layer left unused
     assert _brute_force(log_probs, [a, b], slack=resolution) - 1e-9 <= score <= _brute_force(log_probs, [a, b]) + 1e-9
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_derivation_spends_the_budget_when_asked(seed):
+    table, log_probs = _random_problem(seed)
+    fastest, slowest = 1.0 + table.min(1).sum(), 1.0 + np.where(np.isfinite(table), table, -np.inf).max(1).sum()
+    for target in fastest + np.array([0.5, 1.5, 3.0]) * (slowest - fastest) / 3:
+        resolution = 4 * (target - fastest) / bins_per_device(4, 1)  # at most one bin per layer below the floor
+        device = _toy_device(table, target=float(target))
+        ops = derive_ops(log_probs, [device], budget_use=0.9)
+        score = float(log_probs[np.arange(4), ops].sum())
+        assert 0.9 * target - resolution <= device.predict_ms(ops) <= target + 1e-9
+        band = _brute_force(log_probs, [device], least_ms=0.9 * target)
+        assert band - 1e-9 <= score <= _brute_force(log_probs, [device], least_ms=0.9 * target - resolution) + 1e-9
+    capped = _toy_device(table, target=float(slowest / 0.8))  # 0.9 of it is out of reach: the cap alone decides
+    assert derive_ops(log_probs, [capped], budget_use=0.9) == derive_ops(log_probs, [capped])
 
 
 def test_without_target_the_derivation_is_the_argmax(jetson):
@@ -364,6 +381,24 @@ def test_ctrl_c_saves_and_resume_continues_exactly(synthetic, tmp_path, monkeypa
     b = read_checkpoint(tmp_path / "split" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.arch == straight.arch
+
+
+def test_hybrid_trains_weights_on_the_single_path_and_theta_on_the_mixture(synthetic, tmp_path):
+    searcher = Searcher(_config(synthetic, mode="hybrid", batch=6), tmp_path)
+    calls = []
+    for op in searcher.model.backbone.layers[2].candidates:
+        op.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    batch = next(iter(searcher.weight_loader))
+    searcher.weight_step(batch, 0)
+    assert sum(calls) == 6 and len(calls) < 9  # each sample ran one candidate
+    calls.clear()
+    weights = [p.detach().clone() for p in searcher.weights]
+    theta = searcher.model.backbone.theta.detach().clone()
+    details = searcher.theta_step(batch, 1)
+    assert calls == [4] * 9 + [2] * 9  # every candidate, in chunks of THETA_CHUNK images
+    assert not torch.equal(searcher.model.backbone.theta, theta) and math.isfinite(details["loss"])
+    assert all(torch.equal(a, b) for a, b in zip(weights, searcher.weights))
+    assert searcher.model.backbone.mode == "single"
 
 
 def test_nan_loss_stops_with_a_clear_error(synthetic, tmp_path):

@@ -64,13 +64,14 @@ class SearchConfig:
     precision: str | None = None  # None: each profile's own
     objective: str = "mean"  # mean | max over devices of latency / reference latency
     target_ms: list[float] = field(default_factory=list)  # none, one for every device, or one per device
+    budget_use: float = 0.95  # the derived backbone spends at least this share of each target (where it can)
     space: str = "lite0"
     imgsz: int | None = None  # None: the space's default
     epochs: int = 8
     warmup_epochs: int = 2
     data: str = ""
     classes: list[str] | None = None
-    mode: str = "auto"  # auto (single on CPU, mixture on CUDA) | single | mixture
+    mode: str = "auto"  # auto (single on CPU, mixture on CUDA) | single | mixture | hybrid
     batch: int = 16
     seed: int = 0
     lr: float = 0.02  # weights: SGD momentum 0.9, warm-up + cosine
@@ -101,8 +102,8 @@ class SearchConfig:
                              "θ trains only after the warm-up")
         if config.objective not in OBJECTIVES:
             raise UsageError(f"--objective {config.objective}: use mean (average device) or max (worst device)")
-        if config.mode not in ("auto", *MODES):
-            raise UsageError(f"--mode {config.mode}: use auto, single or mixture")
+        if config.mode not in SEARCH_MODES:
+            raise UsageError(f"--mode {config.mode}: use auto, single, mixture or hybrid")
         if not config.devices:
             raise UsageError("give at least one --device")
         if len(set(config.devices)) < len(config.devices):
@@ -112,7 +113,13 @@ class SearchConfig:
                              "every device, or one per --device in the same order")
         if any(t <= 0 for t in config.target_ms):
             raise UsageError("--target-ms must be positive")
+        if not 0 <= config.budget_use <= 1:
+            raise UsageError(f"--budget-use {config.budget_use:g}: a share of the budget, from 0 (cap only) to 1")
         return config
+
+
+SEARCH_MODES = ("auto", *MODES, "hybrid")  # hybrid: weights on the single path, θ on the mixture
+THETA_CHUNK = 4  # images per θ forward in hybrid mode: the mixture of a batch of 8 at 320 peaks at 9.5 GB
 
 
 def temperature(epoch: int, epochs: int, initial: float = 5.0, decay: float = 0.045) -> float:
@@ -178,6 +185,8 @@ class Searcher:
         derive_ops(uniform, self.devices)  # fail now, before any training, if no architecture meets the targets
         self.device = select_device(config.device)
         self.mode = config.mode if config.mode != "auto" else "mixture" if self.device.type == "cuda" else "single"
+        self.weight_path = "mixture" if self.mode == "mixture" else "single"
+        self.theta_path = "single" if self.mode == "single" else "mixture"
         seed_everything(config.seed)
         dataset = CocoDetection(Path(config.data), "train", classes=config.classes,
                                 transforms=train_transforms(self.imgsz))
@@ -186,7 +195,7 @@ class Searcher:
         self.weight_loader = make_loader(Subset(dataset, weight_images), batch=config.batch, workers=config.workers)
         self.theta_loader = make_loader(Subset(dataset, theta_images), batch=config.batch, workers=config.workers)
         pretrained = config.pretrained and self.space.name == "lite0" and self.space.width_mult == 1.0
-        self.model = Supernet(self.space, self.imgsz, len(self.class_names), mode=self.mode, pretrained=pretrained,
+        self.model = Supernet(self.space, self.imgsz, len(self.class_names), mode=self.weight_path, pretrained=pretrained,
                               neck_channels=config.neck_channels)
         self.model.to(self.device, memory_format=torch.channels_last)
         self.weights = self.model.weight_parameters()
@@ -249,15 +258,21 @@ class Searcher:
         return loss.item()
 
     def theta_step(self, batch: tuple[torch.Tensor, list[dict[str, Any]]], epoch: int) -> dict[str, float]:
+        """One Adam step on θ; in hybrid mode the batch's gradient is accumulated over chunks (memory)."""
         images, targets = to_device(*batch, self.device)
-        with frozen(self.weights):
-            det_loss = sum(self.model(images, targets).values())
-            loss, details = self.latency(det_loss, self.model.backbone.probs())
-        self._check(loss, "search loss", epoch)
+        chunk = THETA_CHUNK if self.mode == "hybrid" else len(images)
         self.arch_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        parts, sizes = [], []
+        with frozen(self.weights), self.model.backbone.path(self.theta_path):
+            for start in range(0, len(images), chunk):
+                det_loss = sum(self.model(images[start:start + chunk], targets[start:start + chunk]).values())
+                loss, details = self.latency(det_loss, self.model.backbone.probs())
+                self._check(loss, "search loss", epoch)
+                (loss * len(images[start:start + chunk]) / len(images)).backward()
+                parts.append(details)
+                sizes.append(len(images[start:start + chunk]))
         self.arch_optimizer.step()
-        return details
+        return {key: float(np.average([d[key] for d in parts], weights=sizes)) for key in parts[0]}
 
     def run_epoch(self, epoch: int, bar: Progress, task: TaskID) -> dict[str, Any]:
         """One epoch; θ steps (after the warm-up) interleaved evenly among the weight steps."""
@@ -330,7 +345,7 @@ class Searcher:
 
     def finish(self) -> SearchResult:
         """Derive the architecture (budgeted when there are targets) and write arch.json and probs.png."""
-        ops = derive_ops(self.model.log_probs(), self.devices)
+        ops = derive_ops(self.model.log_probs(), self.devices, budget_use=self.config.budget_use)
         rows = [{"device": d.name, "precision": d.precision, "predicted_ms": round(d.predict_ms(ops), 4),
                  "target_ms": d.target_ms, "reference_ms": round(d.reference_ms, 4),
                  "fastest_ms": round(d.fastest_ms, 4)} for d in self.devices]

@@ -16,12 +16,17 @@ Two compute modes:
 - ``mixture`` (the paper's, default on CUDA): every candidate runs and the outputs are summed weighted by ``w``;
   about 9x the compute and activation memory of one network.
 
+The search may switch between them per step (``path``): its ``hybrid`` mode trains the weights on the single path
+and θ on the mixture, whose gradient compares every candidate on the same images.
+
 In eval mode no noise is drawn: each layer runs its most probable op (the exported architecture).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -113,6 +118,15 @@ class SuperBackbone(nn.Module):
         for index, layer in enumerate(self.layers):
             for op, block in zip(layer.op_names, layer.candidates):
                 inherit_lite0_op(block, op, index, state)
+
+    @contextmanager
+    def path(self, mode: str) -> Iterator[None]:
+        """Run ``mode`` (single or mixture) inside, whatever the backbone was built with."""
+        built, self.mode = self.mode, mode
+        try:
+            yield
+        finally:
+            self.mode = built
 
     def logits(self) -> torch.Tensor:
         """(L, 9) θ with forbidden ops at ``-inf``."""

@@ -9,8 +9,14 @@
   mixture of all 9 candidates (the GPU default), same batch.
 - targets: searches for this machine (profile ``xeon-2vcpu``, fp32) at three ``--target-ms`` (fractions of Lite0's
   latency); each result's LUT prediction and its latency measured here. A tighter target must give a faster backbone.
-- devices: searches for this machine in fp32 and in int8 at the same fraction of Lite0's latency in each; both
-  architectures measured in both precisions (FBNet's iPhone X vs Galaxy S8 table): each should be faster on its own.
+- devices: searches for this machine in fp32 and in int8, without targets (FBNet's setting: the latency loss alone
+  trades speed on each device); both architectures measured in both precisions (FBNet's iPhone X vs Galaxy S8
+  table): each should be faster on its own. (With a target each derivation fills its own budget, and a budget in
+  INT8 buys a different amount of network than one in FP32, so that comparison would mix capacity with fit.)
+- signal: how much θ's gradient says per batch at the end of a finished search (``--signal-run``): the detection
+  loss's gradient on θ over every θ batch twice (two augmentations), on the single path and on the mixture; per θ
+  entry |mean| / std over batches. θ moves by Adam steps of about its learning rate whatever the gradient's size, so
+  with a ratio r per batch, n steps accumulate a signal-to-noise of about r·√n.
 
 Each part writes ``runs/bench/search/<part>.json`` and is skipped when that file exists (``--redo`` runs it again);
 its searches live in ``runs/search/bench-*/`` and resume when interrupted.
@@ -29,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -37,9 +44,10 @@ from edgedet.devices.builder import measure_backbones
 from edgedet.devices.latency import predict_ms
 from edgedet.devices.profile import get_profile
 from edgedet.io import atomic_write_json
-from edgedet.search.loop import SearchConfig, search
+from edgedet.search.loop import THETA_CHUNK, SearchConfig, Searcher, frozen, search
 from edgedet.search.supernet import Supernet
 from edgedet.space import ArchSpec, get_space
+from edgedet.train.checkpoint import read_checkpoint
 from train_throughput import random_batch  # benchmarks/ is the script's folder
 
 HOST = "xeon-2vcpu"  # this machine's measured profile (fp32 and int8 LUTs, lite0@320)
@@ -100,10 +108,10 @@ def modes(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _search(name: str, args: argparse.Namespace, precision: str, target_ms: float) -> ArchSpec:
+def _search(name: str, args: argparse.Namespace, precision: str, target_ms: float | None) -> ArchSpec:
     run = Path("runs/search") / name
-    config = SearchConfig(devices=[HOST], precision=precision, target_ms=[target_ms], data=str(args.data),
-                          imgsz=320, epochs=args.sweep_epochs, warmup_epochs=1)
+    config = SearchConfig(devices=[HOST], precision=precision, target_ms=[] if target_ms is None else [target_ms],
+                          data=str(args.data), imgsz=320, epochs=args.sweep_epochs, warmup_epochs=1)
     return search(config, run, resume=(run / "last.pt").exists()).arch
 
 
@@ -126,9 +134,8 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def devices(args: argparse.Namespace) -> dict[str, Any]:
-    fraction = args.device_fraction
-    archs = {p: _search(f"bench-{p}", args, p, fraction * _lite0_ms(p)) for p in ("fp32", "int8")}
-    out: dict[str, Any] = {"fraction": fraction, "epochs": args.sweep_epochs,
+    archs = {p: _search(f"bench-free-{p}", args, p, None) for p in ("fp32", "int8")}
+    out: dict[str, Any] = {"epochs": args.sweep_epochs,
                            "archs": {p: str(a) for p, a in archs.items()}, "differ": archs["fp32"].ops != archs["int8"].ops}
     for precision in ("fp32", "int8"):
         lut = get_profile(HOST).latency_model(precision)
@@ -141,6 +148,36 @@ def devices(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def signal(args: argparse.Namespace) -> dict[str, Any]:
+    state = read_checkpoint(args.signal_run / "last.pt")
+    config = SearchConfig.from_dict(state["config"] | {"workers": 0})
+    searcher = Searcher(config, args.out / "signal-run")
+    searcher.model.load_state_dict(state["model"])
+    searcher.model.train()
+    searcher.model.temperature = state["history"][-1]["temperature"]  # where the search ended
+    backbone = searcher.model.backbone
+    out: dict[str, Any] = {"run": str(args.signal_run), "theta_steps": sum(len(searcher.theta_loader)
+                           for row in state["history"] if row["phase"] == "search")}
+    for path in ("single", "mixture"):
+        grads = []
+        for repeat in range(2):
+            searcher.theta_loader.generator.manual_seed(repeat)
+            for images, targets in searcher.theta_loader:
+                backbone.theta.grad = None
+                with frozen(searcher.weights), backbone.path(path):  # the detection loss's gradient alone
+                    for start in range(0, len(images), THETA_CHUNK):
+                        chunk = slice(start, start + THETA_CHUNK)
+                        loss = sum(searcher.model(images[chunk], targets[chunk]).values())
+                        (loss * len(images[chunk]) / len(images)).backward()
+                grads.append(backbone.theta.grad[backbone.mask].clone())
+        stacked = torch.stack(grads)  # (batches, allowed θ entries)
+        ratio = (stacked.mean(0).abs() / stacked.std(0)).numpy()
+        out |= {f"{path}_batches": len(grads), f"{path}_median_ratio": float(np.median(ratio)),
+                f"{path}_share_above_1": float((ratio > 1).mean())}
+        out[f"{path}_accumulated"] = out[f"{path}_median_ratio"] * math.sqrt(out["theta_steps"])
+    return out
+
+
 def show(part: str, result: dict[str, Any]) -> None:
     if part == "targets":
         table = Table("target (x Lite0)", "target ms", "LUT ms", "measured ms", "architecture",
@@ -150,7 +187,7 @@ def show(part: str, result: dict[str, Any]) -> None:
                           f"{row['measured_ms']:.2f}", row["arch"])
     elif part == "devices":
         table = Table("searched for", "fp32 measured (LUT) ms", "int8 measured (LUT) ms",
-                      title=f"{HOST} fp32 vs int8 searches, each at {result['fraction']:.2f} x Lite0's latency")
+                      title=f"{HOST} fp32 vs int8 searches without targets ({result['epochs']} epochs each)")
         for p in ("fp32", "int8"):
             table.add_row(p, *(f"{result[f'{p}_arch_on_{q}_measured_ms']:.2f} "
                                f"({result[f'{p}_arch_on_{q}_predicted_ms']:.2f})" for q in ("fp32", "int8")))
@@ -162,7 +199,7 @@ def show(part: str, result: dict[str, Any]) -> None:
 
 
 PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "cost": cost, "modes": modes, "targets": targets, "devices": devices}
+    "cost": cost, "modes": modes, "targets": targets, "devices": devices, "signal": signal}
 
 
 def main() -> None:
@@ -172,16 +209,18 @@ def main() -> None:
     parser.add_argument("--sweep-epochs", type=int, default=4, help="epochs of each targets/devices search")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.75, 0.85, 1.0],
                         help="targets as fractions of Lite0's latency on this machine")
-    parser.add_argument("--device-fraction", type=float, default=0.85)
     parser.add_argument("--batch", type=int, default=8, help="batch of the modes part")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per mode")
+    parser.add_argument("--signal-run", type=Path, default=Path("runs/search/bench-cost"),
+                        help="finished search whose θ gradient the signal part measures")
     parser.add_argument("--redo", action="store_true", help="run parts again even when their JSON exists")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/search"))
     args = parser.parse_args()
     unknown = set(args.parts.split(",")) - set(PARTS)
     if unknown:
         parser.error(f"unknown part {sorted(unknown)[0]}: choose from {', '.join(PARTS)}")
-    for part in args.parts.split(","):
+    # cost first: a child's peak RSS counts its parent's at the fork, so it must start before modes grows this one
+    for part in [part for part in PARTS if part in args.parts.split(",")]:
         path = args.out / f"{part}.json"
         if path.exists() and not args.redo:
             result = json.loads(path.read_text())

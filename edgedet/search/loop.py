@@ -1,8 +1,7 @@
 """The search: FBNet's schedule on a detection-aware supernet, for one device or several.
 
-Schedule (``E`` epochs in all): the first ``warmup_epochs`` train the weights only (θ stays at its start: uniform,
-or ``reference_prior`` ahead on Lite0's ops when the candidates inherit its ImageNet weights, see
-``edgedet.search.supernet``; every sample draws its own architecture); every later epoch interleaves weight steps on 80% of the training images with θ steps
+Schedule (``E`` epochs in all): the first ``warmup_epochs`` train the weights only (θ stays uniform, every sample
+draws its own architecture); every later epoch interleaves weight steps on 80% of the training images with θ steps
 on the other 20% (a fixed, seeded split), about four weight steps per θ step so both loaders end together.
 Weights: SGD (momentum 0.9) with a short linear warm-up then cosine, trained on the detection loss alone (the
 latency factor does not depend on them; multiplying by it would only rescale their learning rate). θ: Adam
@@ -45,7 +44,7 @@ from edgedet.data.transforms import train_transforms
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.io import atomic_write_json
 from edgedet.progress import stderr
-from edgedet.search.derive import derive_ops, to_arch
+from edgedet.search.derive import derive_ops, reference_scores, to_arch
 from edgedet.search.latency import OBJECTIVES, DeviceLatency, LatencyLoss
 from edgedet.search.plot import plot_probs
 from edgedet.search.supernet import MODES, Supernet
@@ -88,7 +87,7 @@ class SearchConfig:
     theta_fraction: float = 0.2  # share of the training images that train θ
     grad_clip: float = 10.0
     pretrained: bool = True  # ImageNet Lite0 weights for every candidate (lite0 space)
-    reference_prior: float = 2.0  # with pretrained weights, θ of each layer's Lite0 op starts here (others at 0)
+    reference_prior: float = 2.0  # with pretrained weights, nats added to Lite0's ops when deriving
     neck_channels: int = 96
     workers: int = 2
     device: str = "auto"  # auto | cpu | cuda
@@ -116,8 +115,8 @@ class SearchConfig:
         if any(t <= 0 for t in config.target_ms):
             raise UsageError("--target-ms must be positive")
         if config.reference_prior < 0:
-            raise UsageError(f"--reference-prior {config.reference_prior:g}: a head start for the Lite0 ops, 0 (none, "
-                             "FBNet's uniform start) or more")
+            raise UsageError(f"--reference-prior {config.reference_prior:g}: nats in favour of the Lite0 ops, 0 "
+                             "(none: θ alone decides) or more")
         if not 0 <= config.budget_use <= 1:
             raise UsageError(f"--budget-use {config.budget_use:g}: a share of the budget, from 0 (cap only) to 1")
         return config
@@ -208,10 +207,9 @@ class Searcher:
         weight_images, theta_images = split_indices(len(dataset), config.theta_fraction, config.seed)
         self.weight_loader = make_loader(Subset(dataset, weight_images), batch=config.batch, workers=config.workers)
         self.theta_loader = make_loader(Subset(dataset, theta_images), batch=config.batch, workers=config.workers)
-        pretrained = config.pretrained and self.space.name == "lite0" and self.space.width_mult == 1.0
+        self.pretrained = config.pretrained and self.space.name == "lite0" and self.space.width_mult == 1.0
         self.model = Supernet(self.space, self.imgsz, len(self.class_names), mode=self.weight_path,
-                              pretrained=pretrained, reference_prior=config.reference_prior,
-                              neck_channels=config.neck_channels)
+                              pretrained=self.pretrained, neck_channels=config.neck_channels)
         self.model.to(self.device, memory_format=torch.channels_last)
         self.weights = self.model.weight_parameters()
         self.optimizer = torch.optim.SGD(param_groups(self.weights, config.weight_decay), lr=config.lr, momentum=0.9,
@@ -359,8 +357,12 @@ class Searcher:
         return self.finish()
 
     def finish(self) -> SearchResult:
-        """Derive the architecture (budgeted when there are targets) and write arch.json and probs.png."""
-        ops = derive_ops(self.model.log_probs(), self.devices, budget_use=self.config.budget_use)
+        """Derive the architecture (budgeted when there are targets; with the pretrained prior when the candidates
+        inherit Lite0's weights) and write arch.json and probs.png."""
+        scores = self.model.log_probs()
+        if self.pretrained:
+            scores = reference_scores(scores, self.space, self.config.reference_prior)
+        ops = derive_ops(scores, self.devices, budget_use=self.config.budget_use)
         rows = [{"device": d.name, "precision": d.precision, "predicted_ms": round(d.predict_ms(ops), 4),
                  "target_ms": d.target_ms, "reference_ms": round(d.reference_ms, 4),
                  "fastest_ms": round(d.fastest_ms, 4)} for d in self.devices]

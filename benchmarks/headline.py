@@ -7,8 +7,10 @@ Runs ``edgedet pipeline`` on ``../shared/datasets/coco-mini`` (train2017 -> val2
 ``--target-ms`` set to Lite0's own predicted latency on the device, so that the searched backbone, Lite0's choices
 and ``--random`` random architectures (within 5% of the searched one's latency) meet at one latency. Every model
 (searched, Lite0, MobileNetV2-like, torchvision's SSDlite head on the Lite0 backbone, the random ones) is trained
-with the same short recipe (``--epochs`` at 320: about 15 CPU-minutes each on 2 cores), exported, quantized and
-evaluated through ONNX Runtime; the peers (FastestDet, NanoDet-m) are evaluated and timed beside them.
+with the same short recipe (``--epochs`` at 320; the default 12 take 11-18 minutes, about twice as many
+CPU-minutes, per model on 2 cores; ``benchmarks/search.py --parts matched`` compares within 15 CPU-minutes),
+exported, quantized and evaluated through ONNX Runtime; the peers (FastestDet, NanoDet-m) are evaluated and timed
+beside them.
 Re-running resumes the pipeline where it stopped.
 
 Prints the table and writes runs/bench/headline.json and runs/bench/headline.md (the table as markdown).

@@ -1,6 +1,6 @@
 """The search's evidence (issue 5), in one command:
 
-    python benchmarks/search.py [--data ../shared/datasets/coco-mini] [--parts cost,modes,targets,devices]
+    python benchmarks/search.py [--data ../shared/datasets/coco-mini] [--parts cost,modes,targets,devices,...]
 
 - cost: the default search (``edgedet search --device jetson --data DATA``: lite0@320, its default epochs) in a
   child process: wall and CPU minutes, peak resident memory, every logged number finite; beside FBNet's 216
@@ -9,14 +9,22 @@
   mixture of all 9 candidates (the GPU default), same batch.
 - targets: searches for this machine (profile ``xeon-2vcpu``, fp32) at three ``--target-ms`` (fractions of Lite0's
   latency); each result's LUT prediction and its latency measured here. A tighter target must give a faster backbone.
-- devices: searches for this machine in fp32 and in int8, without targets (FBNet's setting: the latency loss alone
-  trades speed on each device); both architectures measured in both precisions (FBNet's iPhone X vs Galaxy S8
-  table): each should be faster on its own. (With a target each derivation fills its own budget, and a budget in
-  INT8 buys a different amount of network than one in FP32, so that comparison would mix capacity with fit.)
+- devices: this machine in fp32 and in int8 (FBNet's iPhone X vs Galaxy S8 table), each architecture measured in
+  both precisions; each should be faster on its own. Two ways: (1) FBNet's: a search per precision without targets,
+  the latency loss alone trading speed on each; the two buy different amounts of network, so this mixes capacity
+  with fit. (2) At matched accuracy: one search learns θ from the detection loss alone (β = 0), and for each
+  precision the fastest architecture whose score (θ plus the pretrained prior, what the derivation maximises)
+  reaches a level; the levels are the best fp32 architectures' within ``--matched-fractions`` of Lite0's fp32 latency.
 - signal: how much θ's gradient says per batch at the end of a finished search (``--signal-run``): the detection
   loss's gradient on θ over every θ batch twice (two augmentations), on the single path and on the mixture; per θ
   entry |mean| / std over batches. θ moves by Adam steps of about its learning rate whatever the gradient's size, so
   with a ratio r per batch, n steps accumulate a signal-to-noise of about r·√n.
+- matched: the search finds something, at a matched latency on jetson (MobileNetV2-like's, ``--matched-device``):
+  ``edgedet search --target-ms`` it on ``--classes``, then the searched backbone, the hand-designed ones at that
+  latency (MobileNetV2-like; Lite0 scaled the EfficientNet way, by input size, to the nearest latency) and
+  ``--random`` random ones within 5% are each trained by ``edgedet train`` in a child process with the same short
+  recipe (``--train-epochs`` at 320, each of ``--seeds``) and its CPU minutes are counted; coco-mini val AP / AP50 of
+  each, the mean over the seeds.
 
 Each part writes ``runs/bench/search/<part>.json`` and is skipped when that file exists (``--redo`` runs it again);
 its searches live in ``runs/search/bench-*/`` and resume when interrupted.
@@ -32,6 +40,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,12 +53,18 @@ from edgedet.devices.builder import measure_backbones
 from edgedet.devices.latency import predict_ms
 from edgedet.devices.profile import get_profile
 from edgedet.io import atomic_write_json
+from edgedet.pipeline.run import BASELINES
+from edgedet.pipeline.stages import matched_random_archs
+from edgedet.search.derive import derive_ops, reference_scores, to_arch
+from edgedet.search.latency import DeviceLatency
 from edgedet.search.loop import THETA_CHUNK, SearchConfig, Searcher, chunks, frozen, search
 from edgedet.search.supernet import Supernet
 from edgedet.space import ArchSpec, get_space
+from edgedet.space.spaces import OP_NAMES
 from edgedet.train.checkpoint import read_checkpoint
 from train_throughput import random_batch  # benchmarks/ is the script's folder
 
+CPU_MIN_PER_MODEL = 15  # the issue's training budget per model on this machine
 HOST = "xeon-2vcpu"  # this machine's measured profile (fp32 and int8 LUTs, lite0@320)
 FBNET_GPU_HOURS = 216  # FBNet's search on ImageNet (Wu et al. 2019)
 console = Console()
@@ -108,10 +123,11 @@ def modes(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _search(name: str, args: argparse.Namespace, precision: str, target_ms: float | None) -> ArchSpec:
+def _search(name: str, args: argparse.Namespace, precision: str, target_ms: float | None, beta: float = 0.6
+            ) -> ArchSpec:
     run = Path("runs/search") / name
     config = SearchConfig(devices=[HOST], precision=precision, target_ms=[] if target_ms is None else [target_ms],
-                          data=str(args.data), imgsz=320, epochs=args.sweep_epochs, warmup_epochs=1)
+                          data=str(args.data), imgsz=320, epochs=args.sweep_epochs, warmup_epochs=1, beta=beta)
     return search(config, run, resume=(run / "last.pt").exists()).arch
 
 
@@ -133,19 +149,140 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
             "within_target": all(r["predicted_ms"] <= r["target_ms"] for r in rows)}
 
 
-def devices(args: argparse.Namespace) -> dict[str, Any]:
-    archs = {p: _search(f"bench-free-{p}", args, p, None) for p in ("fp32", "int8")}
-    out: dict[str, Any] = {"epochs": args.sweep_epochs,
-                           "archs": {p: str(a) for p, a in archs.items()}, "differ": archs["fp32"].ops != archs["int8"].ops}
+def _cross(archs: dict[str, ArchSpec]) -> dict[str, Any]:
+    """Both architectures (keyed by the precision each was found for) predicted in both precisions, and measured
+    when they differ (one architecture found for both is no comparison)."""
+    differ = archs["fp32"].ops != archs["int8"].ops
+    out: dict[str, Any] = {"archs": {p: str(a) for p, a in archs.items()}, "differ": differ}
     for precision in ("fp32", "int8"):
         lut = get_profile(HOST).latency_model(precision)
-        measured = measure_backbones({p: a for p, a in archs.items()}, precision, rounds=9)
-        for searched_for, arch in archs.items():
-            out[f"{searched_for}_arch_on_{precision}_measured_ms"] = measured[searched_for]
-            out[f"{searched_for}_arch_on_{precision}_predicted_ms"] = predict_ms(lut, arch)
-    out["each_faster_on_its_own"] = (out["fp32_arch_on_fp32_measured_ms"] < out["int8_arch_on_fp32_measured_ms"]
-                                     and out["int8_arch_on_int8_measured_ms"] < out["fp32_arch_on_int8_measured_ms"])
+        measured = measure_backbones(archs, precision, rounds=9) if differ else {}
+        for found_for, arch in archs.items():
+            out[f"{found_for}_arch_on_{precision}_predicted_ms"] = predict_ms(lut, arch)
+            out[f"{found_for}_arch_on_{precision}_measured_ms"] = measured.get(found_for)
+    out["each_faster_on_its_own"] = differ and (
+        out["fp32_arch_on_fp32_measured_ms"] < out["int8_arch_on_fp32_measured_ms"]
+        and out["int8_arch_on_int8_measured_ms"] < out["fp32_arch_on_int8_measured_ms"])
     return out
+
+
+def _theta_scores(arch_json: Path) -> np.ndarray:
+    """(layers, 9) log-probabilities of a finished search's θ (``-inf`` where an op is not allowed), with the
+    pretrained prior the search's own derivation adds."""
+    data = json.loads(arch_json.read_text())
+    scores = np.full((len(data["ops"]), len(OP_NAMES)), -np.inf)
+    for layer, probs in enumerate(data["provenance"]["theta_probs"]):
+        for op, probability in probs.items():
+            scores[layer, OP_NAMES.index(op)] = math.log(max(probability, 1e-12))
+    return reference_scores(scores, get_space(data["space"]), SearchConfig.reference_prior)
+
+
+def _score(scores: np.ndarray, ops: list[int]) -> float:
+    return float(scores[np.arange(len(ops)), ops].sum())
+
+
+def fastest_at_score(scores: np.ndarray, device: DeviceLatency, floor: float) -> list[int]:
+    """The fastest architecture on ``device`` whose score reaches ``floor``: the budgeted derivation's dual, found by
+    bisecting the budget (the best score within a budget never falls as the budget grows)."""
+    slowest = device.fixed_ms + float(np.where(np.isfinite(device.table), device.table, 0).max(1).sum())
+    low, high = device.fastest_ms, slowest
+    best = derive_ops(scores, [replace(device, target_ms=high)])
+    for _ in range(30):
+        middle = (low + high) / 2
+        ops = derive_ops(scores, [replace(device, target_ms=middle)])
+        if _score(scores, ops) >= floor - 1e-9:
+            high, best = middle, ops
+        else:
+            low = middle
+    return best
+
+
+def devices(args: argparse.Namespace) -> dict[str, Any]:
+    free = _cross({p: _search(f"bench-free-{p}", args, p, None) for p in ("fp32", "int8")})
+    _search("bench-accuracy", args, "fp32", None, beta=0.0)
+    scores = _theta_scores(Path("runs/search/bench-accuracy/arch.json"))
+    space = get_space("lite0")
+    luts = {p: DeviceLatency.from_model(p, get_profile(HOST).latency_model(p), space, 320) for p in ("fp32", "int8")}
+    matched = []
+    for fraction in args.matched_fractions:
+        fp32 = luts["fp32"]
+        floor = _score(scores, derive_ops(scores, [replace(fp32, target_ms=fraction * fp32.reference_ms)]))
+        archs = {p: to_arch(space, 320, fastest_at_score(scores, lut, floor)) for p, lut in luts.items()}
+        matched.append({"fraction": fraction, "score": floor, **_cross(archs)})
+    differing = [row for row in matched if row["differ"]]
+    return {"epochs": args.sweep_epochs, "free": free, "matched": matched, "free_differ": free["differ"],
+            "free_each_faster_on_its_own": free["each_faster_on_its_own"], "matched_levels": len(matched),
+            "matched_levels_differ": len(differing),
+            "matched_each_faster": sum(row["each_faster_on_its_own"] for row in differing),
+            "matched_each_faster_on_its_own": bool(differing) and all(row["each_faster_on_its_own"]
+                                                                      for row in differing)}
+
+
+def lite0_scaled(device: str, target_ms: float) -> ArchSpec:
+    """Lite0's own blocks at the input size (a multiple of 32) whose predicted latency is nearest ``target_ms``."""
+    lut = get_profile(device).latency_model()
+    sizes = [ArchSpec.default("lite0", size) for size in range(128, 449, 32)]
+    return min(sizes, key=lambda arch: abs(predict_ms(lut, arch) - target_ms))
+
+
+def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """``edgedet train`` in a child process (its CPU time counted); the result is kept in the run folder."""
+    run = Path("runs/train") / f"bench-matched-{name}{f'-seed{seed}' if seed else ''}"
+    done = run / "bench.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    command = [sys.executable, "-m", "edgedet", "train", "--arch", str(arch), "--imgsz", str(arch.imgsz),
+               "--data", str(args.data), "--classes", args.classes, "--epochs", str(args.train_epochs),
+               "--eval-every", str(args.train_epochs), "--lr", "1e-3", "--seed", str(seed), "--name", run.name,
+               "--json-out", str(run / "final.json"), *(["--resume"] if (run / "last.pt").exists() else [])]
+    console.print("running: " + " ".join(command[1:]))
+    cpu_before, _ = _children_usage()
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    final = json.loads((run / "final.json").read_text())
+    result = {"AP": final["AP"], "AP50": final["AP50"], "wall_min": (time.perf_counter() - start) / 60,
+              "cpu_min": (_children_usage()[0] - cpu_before) / 60}
+    atomic_write_json(done, result)
+    return result
+
+
+def _over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """AP and AP50 averaged over the seeds (each seed's kept), the largest CPU and wall time of one training."""
+    return {"AP": float(np.mean([r["AP"] for r in runs])), "AP50": float(np.mean([r["AP50"] for r in runs])),
+            "AP_per_seed": [r["AP"] for r in runs], "cpu_min": max(r["cpu_min"] for r in runs),
+            "wall_min": max(r["wall_min"] for r in runs)}
+
+
+def matched(args: argparse.Namespace) -> dict[str, Any]:
+    lut = get_profile(args.matched_device).latency_model()
+    mbv2 = ArchSpec.parse(BASELINES["mbv2"][0])
+    target = round(predict_ms(lut, mbv2), 4)
+    run = Path("runs/search/bench-matched")
+    if not (run / "arch.json").exists():
+        command = [sys.executable, "-m", "edgedet", "search", "--device", args.matched_device, "--target-ms",
+                   str(target), "--data", str(args.data), "--classes", args.classes, "--name", run.name,
+                   *(["--resume"] if (run / "last.pt").exists() else [])]
+        console.print("running: " + " ".join(command[1:]))
+        subprocess.run(command, check=True)
+    searched = json.loads((run / "arch.json").read_text())
+    search_out = {"arch": searched["arch"], "devices": searched["provenance"]["devices"]}
+    archs = {"searched": ArchSpec.parse(searched["arch"]), "mbv2": mbv2,
+             "lite0_scaled": lite0_scaled(args.matched_device, target),
+             **{name: ArchSpec.parse(a) for name, a in matched_random_archs(search_out, args.random, 5.0).items()}}
+    rows = [{"model": name, "arch": str(arch), "predicted_ms": predict_ms(lut, arch),
+             **_over_seeds([_train_child(name, arch, args, seed) for seed in args.seeds])}
+            for name, arch in archs.items()]
+    by_name = {row["model"]: row for row in rows}
+    randoms = [row["AP"] for row in rows if row["model"].startswith("random")]
+    ap, random_median = by_name["searched"]["AP"], float(np.median(randoms))
+    return {"device": args.matched_device, "target_ms": target, "classes": args.classes,
+            "train_epochs": args.train_epochs, "seeds": args.seeds, "rows": rows,
+            "AP": ap, "AP50": by_name["searched"]["AP50"],
+            "random_median_AP": random_median, "beats_mbv2": ap > by_name["mbv2"]["AP"],
+            "beats_lite0_scaled": ap > by_name["lite0_scaled"]["AP"], "beats_random_median": ap > random_median,
+            "within_5pct": all(abs(row["predicted_ms"] / target - 1) <= 0.05 for row in rows),
+            "max_cpu_min": max(row["cpu_min"] for row in rows),
+            "within_cpu_budget": all(row["cpu_min"] <= CPU_MIN_PER_MODEL for row in rows)}
 
 
 def signal(args: argparse.Namespace) -> dict[str, Any]:
@@ -176,6 +313,10 @@ def signal(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def show(part: str, result: dict[str, Any]) -> None:
     if part == "targets":
         table = Table("target (x Lite0)", "target ms", "LUT ms", "measured ms", "architecture",
@@ -184,11 +325,23 @@ def show(part: str, result: dict[str, Any]) -> None:
             table.add_row(f"{row['fraction']:.2f}", f"{row['target_ms']:.2f}", f"{row['predicted_ms']:.2f}",
                           f"{row['measured_ms']:.2f}", row["arch"])
     elif part == "devices":
-        table = Table("searched for", "fp32 measured (LUT) ms", "int8 measured (LUT) ms",
-                      title=f"{HOST} fp32 vs int8 searches without targets ({result['epochs']} epochs each)")
-        for p in ("fp32", "int8"):
-            table.add_row(p, *(f"{result[f'{p}_arch_on_{q}_measured_ms']:.2f} "
-                               f"({result[f'{p}_arch_on_{q}_predicted_ms']:.2f})" for q in ("fp32", "int8")))
+        table = Table("comparison", "found for", "fp32 measured (LUT) ms", "int8 measured (LUT) ms", "architecture",
+                      title=f"{HOST} fp32 vs int8 ({result['epochs']}-epoch searches)")
+        labelled = [("own search, no target", result["free"])]
+        labelled += [(f"score of fp32 {row['fraction']:.2f}x Lite0", row) for row in result["matched"]]
+        for label, row in labelled:
+            for p in ("fp32", "int8") if row["differ"] else ("fp32",):
+                table.add_row(label if p == "fp32" else "", p if row["differ"] else "both", *(
+                    f"{_ms(row[f'{p}_arch_on_{q}_measured_ms'])} ({row[f'{p}_arch_on_{q}_predicted_ms']:.2f})"
+                    for q in ("fp32", "int8")), row["archs"][p].split(":")[1])
+    elif part == "matched":
+        table = Table("model", f"{result['device']} ms", "AP (per seed)", "AP50", "CPU min", "wall min", "architecture",
+                      title=f"At {result['target_ms']:.2f} ms on {result['device']}: coco-mini {result['classes']}, "
+                            f"{result['train_epochs']} epochs, mean of seeds {result['seeds']}")
+        for row in result["rows"]:
+            per_seed = ", ".join(f"{ap:.1f}" for ap in row["AP_per_seed"])
+            table.add_row(row["model"], f"{row['predicted_ms']:.2f}", f"{row['AP']:.1f} ({per_seed})",
+                          f"{row['AP50']:.1f}", f"{row['cpu_min']:.1f}", f"{row['wall_min']:.1f}", row["arch"])
     else:
         table = Table("key", "value", title=part)
         for key, value in result.items():
@@ -197,7 +350,8 @@ def show(part: str, result: dict[str, Any]) -> None:
 
 
 PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "cost": cost, "modes": modes, "targets": targets, "devices": devices, "signal": signal}
+    "cost": cost, "modes": modes, "targets": targets, "devices": devices, "signal": signal,
+    "matched": matched}
 
 
 def main() -> None:
@@ -207,10 +361,21 @@ def main() -> None:
     parser.add_argument("--sweep-epochs", type=int, default=4, help="epochs of each targets/devices search")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.75, 0.85, 1.0],
                         help="targets as fractions of Lite0's latency on this machine")
+    parser.add_argument("--matched-fractions", type=float, nargs="+",
+                        default=[round(0.4 + 0.05 * step, 2) for step in range(11)],
+                        help="devices part: score levels, those of the best fp32 architecture within these fractions "
+                             "of Lite0's fp32 latency")
     parser.add_argument("--batch", type=int, default=8, help="batch of the modes part")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per mode")
     parser.add_argument("--signal-run", type=Path, default=Path("runs/search/bench-cost"),
                         help="finished search whose θ gradient the signal part measures")
+    parser.add_argument("--matched-device", default="jetson", help="profile of the matched part")
+    parser.add_argument("--classes", default="person", help="classes of the matched part's search and trainings")
+    parser.add_argument("--train-epochs", type=int, default=6,
+                        help=f"epochs of every matched training (≤ {CPU_MIN_PER_MODEL} CPU-minutes each here)")
+    parser.add_argument("--random", type=int, default=3, help="random architectures of the matched part")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
+                        help="matched part: train every model with each seed; AP is their mean")
     parser.add_argument("--redo", action="store_true", help="run parts again even when their JSON exists")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/search"))
     args = parser.parse_args()

@@ -139,7 +139,7 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
     lut, lite0 = get_profile(HOST).latency_model("fp32"), _lite0_ms("fp32")
     archs = {fraction: _search(f"bench-target-{fraction}", args, "fp32", fraction * lite0)
              for fraction in args.fractions}
-    measured = measure_backbones({str(f): a for f, a in archs.items()}, "fp32", rounds=9)
+    measured = measure_backbones({str(f): a for f, a in archs.items()}, "fp32", rounds=args.rounds)
     rows = [{"fraction": f, "target_ms": f * lite0, "predicted_ms": predict_ms(lut, a), "measured_ms": measured[str(f)],
              "arch": str(a)} for f, a in archs.items()]
     ordered = sorted(rows, key=lambda r: r["target_ms"])
@@ -149,14 +149,14 @@ def targets(args: argparse.Namespace) -> dict[str, Any]:
             "within_target": all(r["predicted_ms"] <= r["target_ms"] for r in rows)}
 
 
-def _cross(archs: dict[str, ArchSpec]) -> dict[str, Any]:
+def _cross(archs: dict[str, ArchSpec], rounds: int) -> dict[str, Any]:
     """Both architectures (keyed by the precision each was found for) predicted in both precisions, and measured
     when they differ (one architecture found for both is no comparison)."""
     differ = archs["fp32"].ops != archs["int8"].ops
     out: dict[str, Any] = {"archs": {p: str(a) for p, a in archs.items()}, "differ": differ}
     for precision in ("fp32", "int8"):
         lut = get_profile(HOST).latency_model(precision)
-        measured = measure_backbones(archs, precision, rounds=9) if differ else {}
+        measured = measure_backbones(archs, precision, rounds=rounds) if differ else {}
         for found_for, arch in archs.items():
             out[f"{found_for}_arch_on_{precision}_predicted_ms"] = predict_ms(lut, arch)
             out[f"{found_for}_arch_on_{precision}_measured_ms"] = measured.get(found_for)
@@ -198,7 +198,7 @@ def fastest_at_score(scores: np.ndarray, device: DeviceLatency, floor: float) ->
 
 
 def devices(args: argparse.Namespace) -> dict[str, Any]:
-    free = _cross({p: _search(f"bench-free-{p}", args, p, None) for p in ("fp32", "int8")})
+    free = _cross({p: _search(f"bench-free-{p}", args, p, None) for p in ("fp32", "int8")}, args.rounds)
     _search("bench-accuracy", args, "fp32", None, beta=0.0)
     scores = _theta_scores(Path("runs/search/bench-accuracy/arch.json"))
     space = get_space("lite0")
@@ -208,10 +208,11 @@ def devices(args: argparse.Namespace) -> dict[str, Any]:
         fp32 = luts["fp32"]
         floor = _score(scores, derive_ops(scores, [replace(fp32, target_ms=fraction * fp32.reference_ms)]))
         archs = {p: to_arch(space, 320, fastest_at_score(scores, lut, floor)) for p, lut in luts.items()}
-        matched.append({"fraction": fraction, "score": floor, **_cross(archs)})
+        matched.append({"fraction": fraction, "score": floor, **_cross(archs, args.rounds)})
     differing = [row for row in matched if row["differ"]]
-    return {"epochs": args.sweep_epochs, "free": free, "matched": matched, "free_differ": free["differ"],
-            "free_each_faster_on_its_own": free["each_faster_on_its_own"], "matched_levels": len(matched),
+    return {"epochs": args.sweep_epochs, "rounds": args.rounds, "free": free, "matched": matched,
+            "free_differ": free["differ"], "free_each_faster_on_its_own": free["each_faster_on_its_own"],
+            "matched_levels": len(matched),
             "matched_levels_differ": len(differing),
             "matched_each_faster": sum(row["each_faster_on_its_own"] for row in differing),
             "matched_each_faster_on_its_own": bool(differing) and all(row["each_faster_on_its_own"]
@@ -326,7 +327,8 @@ def show(part: str, result: dict[str, Any]) -> None:
                           f"{row['measured_ms']:.2f}", row["arch"])
     elif part == "devices":
         table = Table("comparison", "found for", "fp32 measured (LUT) ms", "int8 measured (LUT) ms", "architecture",
-                      title=f"{HOST} fp32 vs int8 ({result['epochs']}-epoch searches)")
+                      title=f"{HOST} fp32 vs int8 ({result['epochs']}-epoch searches, "
+                            f"{result.get('rounds', 9)} timing rounds)")
         labelled = [("own search, no target", result["free"])]
         labelled += [(f"score of fp32 {row['fraction']:.2f}x Lite0", row) for row in result["matched"]]
         for label, row in labelled:
@@ -365,6 +367,8 @@ def main() -> None:
                         default=[round(0.4 + 0.05 * step, 2) for step in range(11)],
                         help="devices part: score levels, those of the best fp32 architecture within these fractions "
                              "of Lite0's fp32 latency")
+    parser.add_argument("--rounds", type=int, default=9,
+                        help="targets/devices parts: interleaved timing rounds per measured backbone")
     parser.add_argument("--batch", type=int, default=8, help="batch of the modes part")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per mode")
     parser.add_argument("--signal-run", type=Path, default=Path("runs/search/bench-cost"),

@@ -123,8 +123,8 @@ def modes(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _search(name: str, args: argparse.Namespace, precision: str, target_ms: float | None, beta: float = 0.6
-            ) -> ArchSpec:
+def _search(name: str, args: argparse.Namespace, precision: str, target_ms: float | None,
+            beta: float = SearchConfig.beta) -> ArchSpec:
     run = Path("runs/search") / name
     config = SearchConfig(devices=[HOST], precision=precision, target_ms=[] if target_ms is None else [target_ms],
                           data=str(args.data), imgsz=320, epochs=args.sweep_epochs, warmup_epochs=1, beta=beta)
@@ -227,7 +227,8 @@ def lite0_scaled(device: str, target_ms: float) -> ArchSpec:
 
 
 def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """``edgedet train`` in a child process (its CPU time counted); the result is kept in the run folder."""
+    """``edgedet train`` in a child process (its CPU time counted: all of it unless it resumed); the result is kept
+    in the run folder."""
     run = Path("runs/train") / f"bench-matched-{name}{f'-seed{seed}' if seed else ''}"
     done = run / "bench.json"
     if done.exists():

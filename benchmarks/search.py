@@ -55,7 +55,7 @@ from edgedet.devices.profile import get_profile
 from edgedet.io import atomic_write_json
 from edgedet.pipeline.run import BASELINES
 from edgedet.pipeline.stages import matched_random_archs
-from edgedet.search.derive import derive_ops, reference_scores, to_arch
+from edgedet.search.derive import derive_ops, reference_scores, resolution_scaled, to_arch
 from edgedet.search.latency import DeviceLatency
 from edgedet.search.loop import THETA_CHUNK, SearchConfig, Searcher, chunks, frozen, search
 from edgedet.search.supernet import Supernet
@@ -219,13 +219,6 @@ def devices(args: argparse.Namespace) -> dict[str, Any]:
                                                                       for row in differing)}
 
 
-def lite0_scaled(device: str, target_ms: float) -> ArchSpec:
-    """Lite0's own blocks at the input size (a multiple of 32) whose predicted latency is nearest ``target_ms``."""
-    lut = get_profile(device).latency_model()
-    sizes = [ArchSpec.default("lite0", size) for size in range(128, 449, 32)]
-    return min(sizes, key=lambda arch: abs(predict_ms(lut, arch) - target_ms))
-
-
 def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """``edgedet train`` in a child process (its CPU time counted: all of it unless it resumed); the result is kept
     in the run folder."""
@@ -269,7 +262,7 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
     searched = json.loads((run / "arch.json").read_text())
     search_out = {"arch": searched["arch"], "devices": searched["provenance"]["devices"]}
     archs = {"searched": ArchSpec.parse(searched["arch"]), "mbv2": mbv2,
-             "lite0_scaled": lite0_scaled(args.matched_device, target),
+             "lite0_scaled": resolution_scaled(ArchSpec.default("lite0"), lut, target),
              **{name: ArchSpec.parse(a) for name, a in matched_random_archs(search_out, args.random, 5.0).items()}}
     rows = [{"model": name, "arch": str(arch), "predicted_ms": predict_ms(lut, arch),
              **_over_seeds([_train_child(name, arch, args, seed) for seed in args.seeds])}

@@ -13,7 +13,7 @@ runner = CliRunner()
 TINY = ["--set", "search.imgsz=64", "--set", "search.batch=8", "--set", "search.workers=0",
         "--set", "train.imgsz=64", "--set", "train.batch=8", "--set", "train.workers=0",
         "--set", "quantize.calib_images=4", "--set", "benchmark.runs=3", "--set", "benchmark.random_archs=0",
-        "--set", "baselines.random=1", "--set", "baselines.archs=[ssdlite]",
+        "--set", "baselines.random=1", "--set", "baselines.archs=[ssdlite,lite0-scaled]",
         "--set", "quantize.baselines=true"]
 
 
@@ -42,6 +42,11 @@ def test_pipeline_runs_every_stage_then_skips_redoes_or_resumes_what_it_should(s
                          ArchSpec.parse(first["search"]["outputs"]["arch"]))
     jetson = get_profile("jetson").latency_model()
     assert "| ssdlite fp32 |" in report and "| ssdlite int8 |" in report and "| random1 fp32 |" in report and abs(predict_ms(jetson, random1) / predict_ms(jetson, searched) - 1) <= 0.05
+    scaled = ArchSpec.parse(first["baselines"]["outputs"]["lite0-scaled"]["arch"])
+    assert scaled.ops == ArchSpec.default("lite0").ops and "| lite0-scaled fp32 |" in report
+    assert json.loads((folder / "baselines/lite0-scaled/model.json").read_text())["imgsz"] == scaled.imgsz
+    assert abs(predict_ms(jetson, scaled) - predict_ms(jetson, searched)) <= min(
+        abs(predict_ms(jetson, scaled.with_imgsz(size)) - predict_ms(jetson, searched)) for size in range(64, 641, 32))
     assert "next: edgedet camera runs/pipeline/p/model.int8.onnx --source 0" in result.output
     numbers = json.loads((in_tmp / "p.json").read_text())
     assert numbers["median_ms"] > 0 and 0 <= numbers["AP"] <= 100

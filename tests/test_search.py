@@ -19,7 +19,8 @@ from edgedet.cli import app
 from edgedet.data.synthetic import make_synthetic
 from edgedet.devices.profile import get_profile
 from edgedet.errors import EdgedetError, UsageError
-from edgedet.search.derive import bins_per_device, derive_ops, random_ops_near, reference_scores
+from edgedet.devices.latency import predict_ms
+from edgedet.search.derive import bins_per_device, derive_ops, random_ops_near, reference_scores, resolution_scaled
 from edgedet.search.latency import DeviceLatency, LatencyLoss
 from edgedet.search.loop import SearchConfig, Searcher, search, split_indices, temperature
 from edgedet.search.supernet import MixedOp, SuperBackbone, Supernet, gumbel_weights
@@ -455,3 +456,14 @@ def test_arch_lr_is_stretched_for_short_runs_like_the_temperature():
     assert arch_lr(SearchConfig.from_dict({"devices": ["jetson"], "epochs": 90})) == pytest.approx(0.01)
     assert arch_lr(SearchConfig.from_dict({"devices": ["jetson"], "epochs": 9})) == pytest.approx(0.1)
     assert arch_lr(SearchConfig.from_dict({"devices": ["jetson"], "epochs": 9, "arch_lr": 0.02})) == 0.02
+
+
+def test_resolution_scaling_brings_lite0_to_the_nearest_latency_with_its_own_blocks():
+    jetson = get_profile("jetson").latency_model()
+    lite0 = ArchSpec.default("lite0", 320)
+    for target in (2.0, 4.153, predict_ms(jetson, lite0), 8.0):
+        scaled = resolution_scaled(lite0, jetson, target)
+        assert scaled.ops == lite0.ops and scaled.imgsz % 32 == 0
+        gap = abs(predict_ms(jetson, scaled) - target)
+        assert all(gap <= abs(predict_ms(jetson, lite0.with_imgsz(size)) - target) for size in range(64, 641, 32))
+    assert resolution_scaled(lite0, jetson, 4.153).imgsz == 288  # MobileNetV2-like's latency (the issue-5 table)

@@ -32,6 +32,7 @@ BASELINES = {  # (ArchSpec, head): fixed detectors trained with the searched mod
     "lite0": ("lite0", "edgedet"),  # EfficientNet-Lite0's own choices
     "mbv2": ("lite0:" + ",".join(["k3_e1"] + ["k3_e6"] * 15), "edgedet"),  # MobileNetV2's blocks: 3x3, expansion 6
     "ssdlite": ("lite0", "ssdlite"),  # torchvision's SSDlite head on the same pretrained Lite0 backbone
+    "lite0-scaled": ("lite0", "edgedet"),  # Lite0 at the input size nearest the searched latency, trained at it
 }
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "full": {"search": {"epochs": 8, "warmup_epochs": 2, "imgsz": 320},

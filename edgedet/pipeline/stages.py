@@ -21,7 +21,7 @@ from edgedet.pipeline.run import BASELINES, PipelineConfig
 from edgedet.runtime.benchmark import benchmark_models, read_images
 from edgedet.runtime.onnx_detector import OnnxDetector
 from edgedet.runtime.peers import load_peers
-from edgedet.search.derive import random_ops_near, to_arch
+from edgedet.search.derive import random_ops_near, resolution_scaled, to_arch
 from edgedet.search.loop import SearchConfig, search
 from edgedet.space.archspec import ArchSpec, sample_arch
 from edgedet.space.spaces import get_space
@@ -45,9 +45,11 @@ def search_stage(config: PipelineConfig, folder: Path, context: Context, resume:
             "log": str(run / "log.csv"), "probs_png": str(run / "probs.png")}
 
 
-def _train(config: PipelineConfig, arch: str, run: Path, resume: bool, head: str = "edgedet") -> dict[str, Any]:
+def _train(config: PipelineConfig, arch: str, run: Path, resume: bool, head: str = "edgedet",
+           own_imgsz: bool = False) -> dict[str, Any]:
+    """Train with the pipeline's recipe; ``own_imgsz`` keeps the ArchSpec's input size instead of the recipe's."""
     settings = {"arch": arch, "data": config.data, "classes": config.classes, "device": config.device_type,
-                **config.stage("train"), "head": head}
+                **config.stage("train"), "head": head} | ({"imgsz": None} if own_imgsz else {})
     final = train(TrainConfig.from_dict(settings), run, resume=resume and (run / "last.pt").exists())
     checkpoint = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
     return {"checkpoint": str(checkpoint), "AP": final.get("AP"), "AP50": final.get("AP50"),
@@ -67,10 +69,16 @@ def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resu
         if name not in BASELINES:
             raise UsageError(f"baseline '{name}': known baselines are {', '.join(BASELINES)}")
         arch, head = BASELINES[name]
-        models[name] = (str(ArchSpec.parse(arch)), head)
+        spec = ArchSpec.parse(arch)
+        if name.endswith("-scaled"):
+            device = context["search"]["devices"][0]
+            model = get_profile(device["device"]).latency_model(device["precision"])
+            spec = resolution_scaled(spec, model, device["predicted_ms"])
+        models[name] = (str(spec), head)
     random_archs = matched_random_archs(context["search"], settings.get("random", 0), settings.get("match_pct", 5.0))
     models |= {name: (arch, "edgedet") for name, arch in random_archs.items()}
-    return {name: {"arch": arch, "head": head, **_train(config, arch, folder / "baselines" / name, resume, head)}
+    return {name: {"arch": arch, "head": head, **_train(config, arch, folder / "baselines" / name, resume, head,
+                                                        own_imgsz=name.endswith("-scaled"))}
             for name, (arch, head) in models.items()}
 
 

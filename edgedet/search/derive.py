@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from edgedet.devices.latency import LatencyModel, predict_ms
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.search.latency import DeviceLatency, check_targets
 from edgedet.space.archspec import ArchSpec
@@ -122,6 +123,13 @@ def reference_scores(log_probs: np.ndarray, space: SearchSpace, prior: float) ->
 def to_arch(space: SearchSpace, imgsz: int, ops: list[int], provenance: dict[str, Any] | None = None) -> ArchSpec:
     """Op indices (into ``OP_NAMES``) -> ArchSpec."""
     return ArchSpec(space.name, imgsz, tuple(OP_NAMES[i] for i in ops), space.width_mult, provenance or {})
+
+
+def resolution_scaled(arch: ArchSpec, model: LatencyModel, target_ms: float) -> ArchSpec:
+    """``arch``'s own blocks at the input size (a multiple of 32, 64–640) whose predicted latency is nearest
+    ``target_ms``: EfficientNet's resolution scaling, the hand-designed way to bring a network to a latency."""
+    return min((arch.with_imgsz(size) for size in range(64, 641, 32)),
+               key=lambda scaled: abs(predict_ms(model, scaled) - target_ms))
 
 
 def random_ops_near(table: np.ndarray, fixed_ms: float, target_ms: float, tolerance: float, rng: random.Random,

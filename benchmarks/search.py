@@ -167,14 +167,15 @@ def _cross(archs: dict[str, ArchSpec], rounds: int) -> dict[str, Any]:
 
 
 def _theta_scores(arch_json: Path) -> np.ndarray:
-    """(layers, 9) log-probabilities of a finished search's θ (``-inf`` where an op is not allowed), with the
-    pretrained prior the search's own derivation adds."""
+    """(layers, 9) log-probabilities of a finished search's θ (``-inf`` where an op is not allowed), plus its
+    pretrained prior."""
     data = json.loads(arch_json.read_text())
     scores = np.full((len(data["ops"]), len(OP_NAMES)), -np.inf)
     for layer, probs in enumerate(data["provenance"]["theta_probs"]):
         for op, probability in probs.items():
             scores[layer, OP_NAMES.index(op)] = math.log(max(probability, 1e-12))
-    return reference_scores(scores, get_space(data["space"]), SearchConfig.reference_prior)
+    prior = data["provenance"]["config"]["reference_prior"]  # the one this search's own derivation added
+    return reference_scores(scores, get_space(data["space"]), prior)
 
 
 def _score(scores: np.ndarray, ops: list[int]) -> float:
@@ -250,7 +251,7 @@ def _over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def matched(args: argparse.Namespace) -> dict[str, Any]:
     lut = get_profile(args.matched_device).latency_model()
-    mbv2 = ArchSpec.parse(BASELINES["mbv2"][0])
+    mbv2 = ArchSpec.parse(BASELINES["mbv2"].arch)
     target = round(predict_ms(lut, mbv2), 4)
     run = Path("runs/search/bench-matched")
     if not (run / "arch.json").exists():

@@ -11,7 +11,7 @@ from edgedet.space.archspec import ArchSpec
 
 runner = CliRunner()
 TINY = ["--set", "search.imgsz=64", "--set", "search.batch=8", "--set", "search.workers=0",
-        "--set", "train.imgsz=64", "--set", "train.batch=8", "--set", "train.workers=0",
+        "--set", "train.imgsz=96", "--set", "train.batch=8", "--set", "train.workers=0",
         "--set", "quantize.calib_images=4", "--set", "benchmark.runs=3", "--set", "benchmark.random_archs=0",
         "--set", "baselines.random=1", "--set", "baselines.archs=[ssdlite,lite0-scaled]",
         "--set", "quantize.baselines=true"]

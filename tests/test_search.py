@@ -467,3 +467,4 @@ def test_resolution_scaling_brings_lite0_to_the_nearest_latency_with_its_own_blo
         gap = abs(predict_ms(jetson, scaled) - target)
         assert all(gap <= abs(predict_ms(jetson, lite0.with_imgsz(size)) - target) for size in range(64, 641, 32))
     assert resolution_scaled(lite0, jetson, 4.153).imgsz == 288  # MobileNetV2-like's latency (the issue-5 table)
+    assert resolution_scaled(lite0, jetson, predict_ms(jetson, lite0)).imgsz == 320  # its own latency: unchanged

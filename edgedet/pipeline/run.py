@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -28,11 +28,19 @@ from edgedet.progress import stderr
 MANIFEST = "manifest.json"
 FILE_SUFFIXES = {".json", ".pt", ".onnx", ".md", ".png", ".yaml"}  # outputs that must still exist to skip a stage
 STAGES = ("profile", "search", "train", "baselines", "export", "quantize", "evaluate", "benchmark", "report")
-BASELINES = {  # (ArchSpec, head): fixed detectors trained with the searched model's recipe
-    "lite0": ("lite0", "edgedet"),  # EfficientNet-Lite0's own choices
-    "mbv2": ("lite0:" + ",".join(["k3_e1"] + ["k3_e6"] * 15), "edgedet"),  # MobileNetV2's blocks: 3x3, expansion 6
-    "ssdlite": ("lite0", "ssdlite"),  # torchvision's SSDlite head on the same pretrained Lite0 backbone
-    "lite0-scaled": ("lite0", "edgedet"),  # Lite0 at the input size nearest the searched latency, trained at it
+class Baseline(NamedTuple):
+    """A fixed detector trained with the searched model's recipe."""
+
+    arch: str  # ArchSpec
+    head: str = "edgedet"
+    scaled: bool = False  # brought to the searched latency by input size, and trained at that size
+
+
+BASELINES = {
+    "lite0": Baseline("lite0"),  # EfficientNet-Lite0's own choices
+    "mbv2": Baseline("lite0:" + ",".join(["k3_e1"] + ["k3_e6"] * 15)),  # MobileNetV2's blocks: 3x3, expansion 6
+    "ssdlite": Baseline("lite0", "ssdlite"),  # torchvision's SSDlite head on the same pretrained Lite0 backbone
+    "lite0-scaled": Baseline("lite0", scaled=True),  # Lite0 at the input size nearest the searched latency
 }
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "full": {"search": {"epochs": 8, "warmup_epochs": 2, "imgsz": 320},

@@ -17,7 +17,7 @@ from edgedet.evaluate.images import evaluate_predictor
 from edgedet.export.onnx_export import export_checkpoint
 from edgedet.io import atomic_write_json
 from edgedet.pipeline.report import write_report
-from edgedet.pipeline.run import BASELINES, PipelineConfig
+from edgedet.pipeline.run import BASELINES, Baseline, PipelineConfig
 from edgedet.runtime.benchmark import benchmark_models, read_images
 from edgedet.runtime.onnx_detector import OnnxDetector
 from edgedet.runtime.peers import load_peers
@@ -64,22 +64,22 @@ def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resu
     """The fixed architectures named in ``baselines.archs`` and ``baselines.random`` random ones at the searched
     model's latency (within ``baselines.match_pct`` percent on the first device), trained with its exact recipe."""
     settings = config.stage("baselines")
-    models = {}
+    models: dict[str, Baseline] = {}
     for name in settings.get("archs", []):
         if name not in BASELINES:
             raise UsageError(f"baseline '{name}': known baselines are {', '.join(BASELINES)}")
-        arch, head = BASELINES[name]
-        spec = ArchSpec.parse(arch)
-        if name.endswith("-scaled"):
+        baseline = BASELINES[name]
+        spec = ArchSpec.parse(baseline.arch)
+        if baseline.scaled:
             device = context["search"]["devices"][0]
-            model = get_profile(device["device"]).latency_model(device["precision"])
-            spec = resolution_scaled(spec, model, device["predicted_ms"])
-        models[name] = (str(spec), head)
+            spec = resolution_scaled(spec, get_profile(device["device"]).latency_model(device["precision"]),
+                                     device["predicted_ms"])
+        models[name] = baseline._replace(arch=str(spec))
     random_archs = matched_random_archs(context["search"], settings.get("random", 0), settings.get("match_pct", 5.0))
-    models |= {name: (arch, "edgedet") for name, arch in random_archs.items()}
-    return {name: {"arch": arch, "head": head, **_train(config, arch, folder / "baselines" / name, resume, head,
-                                                        own_imgsz=name.endswith("-scaled"))}
-            for name, (arch, head) in models.items()}
+    models |= {name: Baseline(arch) for name, arch in random_archs.items()}
+    return {name: {"arch": b.arch, "head": b.head,
+                   **_train(config, b.arch, folder / "baselines" / name, resume, b.head, own_imgsz=b.scaled)}
+            for name, b in models.items()}
 
 
 def matched_random_archs(search: dict[str, Any], count: int, match_pct: float) -> dict[str, str]:

@@ -3,14 +3,17 @@
 import json
 
 import numpy as np
+import onnx
 import pytest
 
-from edgedet.devices.builder import BuildSettings, build_lut
+from edgedet.devices.builder import BuildSettings, build_lut, onnx_model
 from edgedet.devices.check import check_profile, summarize
 from edgedet.devices.latency import LatencyLUT, layer_table, predict_ms
 from edgedet.devices.profile import get_profile
 from edgedet.errors import UsageError
+from edgedet.runtime.session import make_session
 from edgedet.space import ArchSpec, get_space
+from edgedet.space.blocks import make_op
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +72,34 @@ def test_malformed_lut_names_file_and_field(tiny_profile, tmp_path, mutate, mess
 def test_int8_lut_is_separate(tiny_profile):
     with pytest.raises(UsageError, match="no int8 latencies.*--precision int8"):
         tiny_profile.latency_model("int8")
+
+
+def _constant(graph, name: str) -> np.ndarray:
+    for tensor in graph.initializer:
+        if tensor.name == name:
+            return onnx.numpy_helper.to_array(tensor)
+    node = next(n for n in graph.node if n.op_type == "Constant" and n.output[0] == name)
+    return onnx.numpy_helper.to_array(node.attribute[0].t)
+
+
+def test_int8_block_is_timed_with_int8_edges_and_computes_what_the_whole_qdq_block_does():
+    """A block inside a quantized network gets and gives uint8; timed alone it must not pay float conversions."""
+    space = get_space("tiny")
+    layer = space.layers(64)[1]
+    block = make_op("k3_e6", in_ch=layer.cin, out_ch=layer.cout, stride=layer.stride, act=space.act)
+    part = make_session(onnx_model(block, (1, layer.cin, layer.height, layer.width), "int8", part=True))
+    assert [v.type for v in part.get_inputs() + part.get_outputs()] == ["tensor(uint8)"] * 2
+
+    whole_bytes = onnx_model(block, (1, layer.cin, layer.height, layer.width), "int8")
+    graph = onnx.load_from_string(whole_bytes).graph
+    quantize = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == graph.input[0].name)
+    dequantize = next(n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] == graph.output[0].name)
+    scale_in, zero_in = (_constant(graph, name) for name in quantize.input[1:3])
+    scale_out, zero_out = (_constant(graph, name) for name in dequantize.input[1:3])
+
+    codes = np.random.default_rng(0).integers(0, 256, (1, layer.cin, layer.height, layer.width), dtype=np.uint8)
+    floats = ((codes.astype(np.float32) - zero_in) * scale_in).astype(np.float32)  # exactly on the int8 grid
+    whole = make_session(whole_bytes)
+    expected = whole.run(None, {whole.get_inputs()[0].name: floats})[0]
+    got = part.run(None, {part.get_inputs()[0].name: codes})[0]
+    np.testing.assert_allclose((got.astype(np.float32) - zero_out) * scale_out, expected, rtol=0, atol=1e-6)

@@ -75,16 +75,17 @@ def calibration_tensors(images: list[Path], imgsz: int, count: int) -> list[np.n
 
 
 def quantize_qdq(model: bytes, calibration: Iterable[np.ndarray], *, method: str = "minmax",
-                 nodes_to_exclude: list[str] | None = None) -> bytes:
-    """INT8 QDQ model bytes, calibrated with ``method`` on ``calibration`` input batches. The nodes that write the
-    graph's outputs stay FP32: one quantization scale over an output that concatenates pixel boxes and
-    probabilities, as SSDlite's does (boxes -98..422 px, 2 px per step), rounds every probability to 0."""
+                 nodes_to_exclude: list[str] | None = None, outputs_fp32: bool = True) -> bytes:
+    """INT8 QDQ model bytes, calibrated with ``method`` on ``calibration`` input batches. With ``outputs_fp32`` the
+    nodes that write the graph's outputs stay FP32: one quantization scale over an output that concatenates pixel
+    boxes and probabilities, as SSDlite's does (boxes -98..422 px, 2 px per step), rounds every probability to 0.
+    A backbone part timed for a LUT quantizes them too, as they are inside a whole detector."""
     if method not in METHODS:
         raise UsageError(f"--method {method}: use one of {', '.join(METHODS)}")
     proto = onnx.load_from_string(model)
     input_name = proto.graph.input[0].name
     outputs = {output.name for output in proto.graph.output}
-    output_nodes = [node.name for node in proto.graph.node if outputs & set(node.output)]
+    output_nodes = [node.name for node in proto.graph.node if outputs & set(node.output)] if outputs_fp32 else []
     nodes_to_exclude = [*(nodes_to_exclude or []), *output_nodes]
     with _quiet(), tempfile.TemporaryDirectory(prefix="edgedet-quant-") as tmp:
         out = Path(tmp) / "int8.onnx"
@@ -92,6 +93,24 @@ def quantize_qdq(model: bytes, calibration: Iterable[np.ndarray], *, method: str
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                         nodes_to_exclude=nodes_to_exclude, calibrate_method=METHODS[method])
         return out.read_bytes()
+
+
+def quantized_boundaries(model: bytes) -> bytes:
+    """A QDQ model that takes and returns uint8 activations: its input's QuantizeLinear and its output's
+    DequantizeLinear removed. Inside a quantized network a block's neighbours hand it int8 directly, so a block
+    timed alone for a LUT must not pay the float conversions at its edges."""
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    for boundary, op_type, position in ((graph.input, "QuantizeLinear", "input"),
+                                        (graph.output, "DequantizeLinear", "output")):
+        for value in boundary:
+            node = next((n for n in graph.node if n.op_type == op_type
+                         and (n.input[0] if position == "input" else n.output[0]) == value.name), None)
+            if node is not None:
+                graph.node.remove(node)
+                value.name = node.output[0] if position == "input" else node.input[0]
+                value.type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    return proto.SerializeToString()
 
 
 def preprocess_for_quantization(model: bytes) -> bytes:

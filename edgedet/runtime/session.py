@@ -22,7 +22,12 @@ def make_session(model: bytes | str, *, threads: int = 1, providers: list[str] |
 
 
 def random_feed(session: ort.InferenceSession, seed: int = 0) -> dict[str, np.ndarray]:
-    """One random input per graph input, with the graph's static shape."""
+    """One random input per graph input, with the graph's static shape: uint8 where the graph takes quantized
+    activations (a block timed for an INT8 LUT), float32 otherwise."""
     rng = np.random.default_rng(seed)
-    return {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
-            for i in session.get_inputs()}
+    feed = {}
+    for graph_input in session.get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in graph_input.shape]
+        feed[graph_input.name] = (rng.integers(0, 256, shape, dtype=np.uint8) if graph_input.type == "tensor(uint8)"
+                                  else rng.standard_normal(shape).astype(np.float32))
+    return feed

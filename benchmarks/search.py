@@ -21,7 +21,8 @@
   with a ratio r per batch, n steps accumulate a signal-to-noise of about r·√n.
 - matched: the search finds something, at a matched latency on jetson (MobileNetV2-like's, ``--matched-device``):
   ``edgedet search --target-ms`` it on ``--classes``, then the searched backbone, the hand-designed ones at that
-  latency (MobileNetV2-like; Lite0 scaled the EfficientNet way, by input size, to the nearest latency) and
+  latency (MobileNetV2-like and Lite0, each scaled the EfficientNet way, by input size, to the nearest latency;
+  ``--matched-ms`` picks another latency) and
   ``--random`` random ones within 5% are each trained by ``edgedet train`` in a child process with the same short
   recipe (``--train-epochs`` at 320, each of ``--seeds``) and its CPU minutes are counted; coco-mini val AP / AP50 of
   each, the mean over the seeds.
@@ -252,8 +253,9 @@ def _over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def matched(args: argparse.Namespace) -> dict[str, Any]:
     lut = get_profile(args.matched_device).latency_model()
     mbv2 = ArchSpec.parse(BASELINES["mbv2"].arch)
-    target = round(predict_ms(lut, mbv2), 4)
-    run = Path("runs/search/bench-matched")
+    target = round(args.matched_ms or predict_ms(lut, mbv2), 4)
+    tag = f"-{target:g}ms" if args.matched_ms else ""  # runs at another latency keep their own folders
+    run = Path(f"runs/search/bench-matched{tag}")
     if not (run / "arch.json").exists():
         command = [sys.executable, "-m", "edgedet", "search", "--device", args.matched_device, "--target-ms",
                    str(target), "--data", str(args.data), "--classes", args.classes, "--name", run.name,
@@ -262,11 +264,11 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
         subprocess.run(command, check=True)
     searched = json.loads((run / "arch.json").read_text())
     search_out = {"arch": searched["arch"], "devices": searched["provenance"]["devices"]}
-    archs = {"searched": ArchSpec.parse(searched["arch"]), "mbv2": mbv2,
+    archs = {"searched": ArchSpec.parse(searched["arch"]), "mbv2": resolution_scaled(mbv2, lut, target),
              "lite0_scaled": resolution_scaled(ArchSpec.default("lite0"), lut, target),
              **{name: ArchSpec.parse(a) for name, a in matched_random_archs(search_out, args.random, 5.0).items()}}
     rows = [{"model": name, "arch": str(arch), "predicted_ms": predict_ms(lut, arch),
-             **_over_seeds([_train_child(name, arch, args, seed) for seed in args.seeds])}
+             **_over_seeds([_train_child(name + tag, arch, args, seed) for seed in args.seeds])}
             for name, arch in archs.items()]
     by_name = {row["model"]: row for row in rows}
     randoms = [row["AP"] for row in rows if row["model"].startswith("random")]
@@ -369,6 +371,9 @@ def main() -> None:
     parser.add_argument("--signal-run", type=Path, default=Path("runs/search/bench-cost"),
                         help="finished search whose θ gradient the signal part measures")
     parser.add_argument("--matched-device", default="jetson", help="profile of the matched part")
+    parser.add_argument("--matched-ms", type=float, default=None,
+                        help="matched part's latency on that device (default: MobileNetV2-like's own); the "
+                             "hand-designed backbones are scaled by input size to it (with --out for its own JSON)")
     parser.add_argument("--classes", default="person", help="classes of the matched part's search and trainings")
     parser.add_argument("--train-epochs", type=int, default=6,
                         help=f"epochs of every matched training (≤ {CPU_MIN_PER_MODEL} CPU-minutes each here)")

@@ -6,7 +6,7 @@ default backbone); latency = median ratio to the reference x the reference's med
 the block is QDQ INT8 with every node quantized and takes and returns uint8, as inside a whole quantized network
 (version 2). Version 1 kept a block's last node in FP32 and paid float conversions at both edges: it timed the
 early e6 blocks at up to 2.5x their cost inside a backbone; under ONNX Runtime 1.32 its predictions were within
-±10% for 27-60% of random backbones, version 2's for 88-97%. A few whole random backbones are timed the same way to fit the per-model constant
+±10% for 27-60% of random backbones, version 2's for 88-100%. A few whole random backbones are timed the same way to fit the per-model constant
 (session call and I/O costs that one-block models pay once each but a whole model pays once).
 """
 

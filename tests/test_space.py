@@ -1,5 +1,7 @@
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -109,9 +111,6 @@ print("trained")
 def test_strided_skip_trains_channels_last_with_few_channels_and_computes_a_strided_1x1_conv():
     """oneDNN's strided 1x1 conv backward corrupts the heap at these shapes (it aborted tiny-space searches); the
     block must not reach it, in a child process so that a regression fails this test instead of the whole run."""
-    import subprocess
-    import sys
-
     result = subprocess.run([sys.executable, "-c", STRIDED_SKIP_TRAINING], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "trained" in result.stdout, result.stderr[-500:]

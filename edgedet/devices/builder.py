@@ -4,10 +4,10 @@ Protocol ("interleaved-reference"): every distinct (layer shape, op) of the spac
 one-block ONNX model and timed in ONNX Runtime in alternating bursts with a fixed reference model (the space's
 default backbone); latency = median ratio to the reference x the reference's median ms. For ``--precision int8``
 the block is QDQ INT8 with every node quantized and takes and returns uint8, as inside a whole quantized network
-(version 2). Version 1 kept a block's last node in FP32 and paid float conversions at both edges: it timed the
-early e6 blocks at up to 2.5x their cost inside a backbone; under ONNX Runtime 1.32 its predictions were within
-±10% for 27-60% of random backbones, version 2's for 88-100%. A few whole random backbones are timed the same way to fit the per-model constant
-(session call and I/O costs that one-block models pay once each but a whole model pays once).
+(version 2; version 1 kept a block's last node in FP32 and paid float conversions at both edges, which overcharged
+the wide early blocks; benchmarks/README compares the two). A few whole random backbones are timed the same way to
+fit the per-model constant (session call and I/O costs that one-block models pay once each but a whole model pays
+once).
 """
 
 from __future__ import annotations

@@ -101,14 +101,14 @@ def quantized_boundaries(model: bytes) -> bytes:
     timed alone for a LUT must not pay the float conversions at its edges."""
     proto = onnx.load_from_string(model)
     graph = proto.graph
-    for boundary, op_type, position in ((graph.input, "QuantizeLinear", "input"),
-                                        (graph.output, "DequantizeLinear", "output")):
-        for value in boundary:
-            node = next((n for n in graph.node if n.op_type == op_type
-                         and (n.input[0] if position == "input" else n.output[0]) == value.name), None)
+    edges = ((graph.input, "QuantizeLinear", lambda node: node.input[0], lambda node: node.output[0]),
+             (graph.output, "DequantizeLinear", lambda node: node.output[0], lambda node: node.input[0]))
+    for values, op_type, outer, inner in edges:  # the tensor the node shares with the graph edge, and its other one
+        for value in values:
+            node = next((n for n in graph.node if n.op_type == op_type and outer(n) == value.name), None)
             if node is not None:
                 graph.node.remove(node)
-                value.name = node.output[0] if position == "input" else node.input[0]
+                value.name = inner(node)
                 value.type.tensor_type.elem_type = onnx.TensorProto.UINT8
     return proto.SerializeToString()
 

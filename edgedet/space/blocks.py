@@ -22,19 +22,6 @@ BN_EPS = 1e-3
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6}
 
 
-class Subsample(nn.Module):
-    """Every ``stride``-th pixel: a strided 1x1 conv is written as this and a 1x1 conv at stride 1 (the same
-    function). On channels-last inputs with fewer than 16 channels oneDNN's strided 1x1 backward writes past its
-    workspace (oneDNN issue #6035): heap corruption that aborted searches in the tiny space."""
-
-    def __init__(self, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, :, ::self.stride, ::self.stride]
-
-
 class ConvBNAct(nn.Sequential):
     """[pad | subsample] -> conv (no bias) -> BN -> [act], with TF-"same" padding."""
 
@@ -43,7 +30,10 @@ class ConvBNAct(nn.Sequential):
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         padding = kernel // 2
         if stride > 1 and kernel == 1:
-            layers["subsample"] = Subsample(stride)
+            # a strided 1x1 conv = every stride-th pixel, then a 1x1 conv at stride 1: on channels-last inputs with
+            # fewer than 16 channels oneDNN's strided 1x1 backward writes past its workspace (oneDNN issue #6035),
+            # heap corruption that aborted searches in the tiny space
+            layers["subsample"] = nn.AvgPool2d(kernel_size=1, stride=stride)
             stride = 1
         if stride == 2 and kernel > 1:
             before = (kernel - 2) // 2

@@ -28,7 +28,9 @@
   each, the mean over the seeds.
 
 Each part writes ``runs/bench/search/<part>.json`` and is skipped when that file exists (``--redo`` runs it again);
-its searches live in ``runs/search/bench-*/`` and resume when interrupted.
+its searches live in ``runs/search/bench-*/`` and resume when interrupted (delete a search's folder to search again
+with changed code); a training is kept in ``runs/train/bench-matched-*/`` and reused while its architecture is the
+same.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import csv
 import json
 import math
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -56,7 +59,7 @@ from edgedet.devices.profile import get_profile
 from edgedet.io import atomic_write_json
 from edgedet.pipeline.run import BASELINES
 from edgedet.pipeline.stages import matched_random_archs
-from edgedet.search.derive import derive_ops, reference_scores, resolution_scaled, to_arch
+from edgedet.search.derive import departure_scores, derive_ops, resolution_scaled, to_arch
 from edgedet.search.latency import DeviceLatency
 from edgedet.search.loop import THETA_CHUNK, SearchConfig, Searcher, chunks, frozen, search
 from edgedet.search.supernet import Supernet
@@ -175,8 +178,8 @@ def _theta_scores(arch_json: Path) -> np.ndarray:
     for layer, probs in enumerate(data["provenance"]["theta_probs"]):
         for op, probability in probs.items():
             scores[layer, OP_NAMES.index(op)] = math.log(max(probability, 1e-12))
-    prior = data["provenance"]["config"]["reference_prior"]  # the one this search's own derivation added
-    return reference_scores(scores, get_space(data["space"]), prior)
+    costs = np.array([[costs.get(op, math.inf) for op in OP_NAMES] for costs in data["provenance"]["departure_costs"]])
+    return departure_scores(scores, costs, data["provenance"]["config"]["reference_prior"])  # as its derivation did
 
 
 def _score(scores: np.ndarray, ops: list[int]) -> float:
@@ -227,7 +230,11 @@ def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int)
     run = Path("runs/train") / f"bench-matched-{name}{f'-seed{seed}' if seed else ''}"
     done = run / "bench.json"
     if done.exists():
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        if result["arch"] == str(arch):
+            return result
+        console.print(f"{run}: trained another architecture ({result['arch']}); training this one afresh")
+        shutil.rmtree(run)
     command = [sys.executable, "-m", "edgedet", "train", "--arch", str(arch), "--imgsz", str(arch.imgsz),
                "--data", str(args.data), "--classes", args.classes, "--epochs", str(args.train_epochs),
                "--eval-every", str(args.train_epochs), "--lr", "1e-3", "--seed", str(seed), "--name", run.name,
@@ -237,7 +244,7 @@ def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int)
     start = time.perf_counter()
     subprocess.run(command, check=True)
     final = json.loads((run / "final.json").read_text())
-    result = {"AP": final["AP"], "AP50": final["AP50"], "wall_min": (time.perf_counter() - start) / 60,
+    result = {"arch": str(arch), "AP": final["AP"], "AP50": final["AP50"], "wall_min": (time.perf_counter() - start) / 60,
               "cpu_min": (_children_usage()[0] - cpu_before) / 60}
     atomic_write_json(done, result)
     return result

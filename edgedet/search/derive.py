@@ -19,13 +19,17 @@ many bins. When no architecture reaches it (a budget above the space's slowest a
 disagree), it falls back to the best under the caps alone. ``budget_use = 0`` keeps only the caps.
 
 The pretrained prior: in the ``lite0`` space every candidate inherits from Lite0's ImageNet block at its layer, but
-only Lite0's own op inherits exactly; the rest start from approximations, and a 12-epoch training on a few hundred
-images does not close that gap (coco-mini person AP: Lite0 6.1, MobileNetV2-like 4.7, random architectures of
-similar latency 1.3-3.0). ``reference_scores`` adds ``prior`` to the log-probability of those ops before the
-derivation, so a budget buys the cheapest departures from the pretrained network and θ overrides the prior only
-where it learned more than ``prior`` nats. It is added here and not to θ's start: a start ahead on Lite0's ops did
-not survive the search (a 4.15 ms budget below the start's expected 4.47 ms pulled every θ entry of an e6 op down
-at Adam's full step, and the entropy of θ went back to near uniform).
+only Lite0's own op inherits exactly; the rest start from approximations, and a short training on a few hundred
+images does not close that gap (coco-mini person AP after 12 epochs: Lite0 6.1, MobileNetV2-like 4.7, random
+architectures of similar latency 1.3-3.0). How far each departure starts is measured, not guessed: the relative
+change of the pretrained network's features when that one op replaces Lite0's at its layer
+(``SuperBackbone.departure_costs``; ~0.03 for a skip in stage 5, ~0.8 for an e1 block in stage 2).
+``departure_scores`` subtracts ``prior`` nats per unit of it from θ's log-probabilities before the derivation, so a
+budget buys the departures that disturb the pretrained network least, and θ overrides that only where it learned
+more. A flat prior (the same nats for any departure from Lite0's op) made the derivation drop the blocks that save
+most per departure, whatever they cost the features. The prior is added here and not to θ's start: a start ahead on
+Lite0's ops did not survive the search (a 4.15 ms budget below the start's expected 4.47 ms pulled every θ entry of
+an e6 op down at Adam's full step, and the entropy of θ went back to near uniform).
 """
 
 from __future__ import annotations
@@ -113,11 +117,10 @@ def derive_ops(log_probs: np.ndarray, devices: list[DeviceLatency], *, budget_us
     return ops[::-1]
 
 
-def reference_scores(log_probs: np.ndarray, space: SearchSpace, prior: float) -> np.ndarray:
-    """``log_probs`` with ``prior`` added to each layer's reference op (the space's default: Lite0's own blocks)."""
-    scores = log_probs.copy()
-    scores[np.arange(len(scores)), [OP_NAMES.index(op) for op in space.default_ops]] += prior
-    return scores
+def departure_scores(log_probs: np.ndarray, costs: np.ndarray, prior: float) -> np.ndarray:
+    """``log_probs − prior · costs``: θ's log-probabilities less ``prior`` nats per unit of each op's departure cost
+    (``(L, 9)``, 0 for the reference op, ``inf`` where forbidden, as ``log_probs`` is ``-inf`` there)."""
+    return log_probs - prior * np.where(np.isfinite(costs), costs, 0.0)
 
 
 def to_arch(space: SearchSpace, imgsz: int, ops: list[int], provenance: dict[str, Any] | None = None) -> ArchSpec:

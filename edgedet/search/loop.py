@@ -18,7 +18,8 @@ Run folder ``runs/search/<name>/``:
   ``entropy`` (mean over layers of θ's entropy, nats), ``images_per_s`` and ``epoch_s``;
 - ``last.pt``: supernet, both optimizers, scheduler, history, RNG states (atomic; ``--resume`` continues exactly);
 - ``arch.json``: the derived ArchSpec; its provenance holds per device the predicted, target, reference and fastest
-  latency, θ's probabilities per layer, the settings and the search's wall time;
+  latency, θ's probabilities per layer, the departure costs the derivation used (pretrained lite0), the settings and
+  the search's wall time;
 - ``probs.png``: choice probabilities per layer over the epochs.
 """
 
@@ -40,11 +41,11 @@ from torch.utils.data import Subset
 
 from edgedet import __version__
 from edgedet.data.coco import CocoDetection
-from edgedet.data.transforms import train_transforms
+from edgedet.data.transforms import eval_transforms, train_transforms
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.io import atomic_write_json
 from edgedet.progress import stderr
-from edgedet.search.derive import derive_ops, reference_scores, to_arch
+from edgedet.search.derive import departure_scores, derive_ops, to_arch
 from edgedet.search.latency import OBJECTIVES, DeviceLatency, LatencyLoss
 from edgedet.search.plot import plot_probs
 from edgedet.search.supernet import MODES, Supernet
@@ -87,7 +88,7 @@ class SearchConfig:
     theta_fraction: float = 0.2  # share of the training images that train θ
     grad_clip: float = 10.0
     pretrained: bool = True  # ImageNet Lite0 weights for every candidate (lite0 space)
-    reference_prior: float = 2.0  # with pretrained weights, nats added to Lite0's ops when deriving
+    reference_prior: float = 50.0  # with pretrained weights: nats per unit of departure cost, when deriving
     neck_channels: int = 96
     workers: int = 2
     device: str = "auto"  # auto | cpu | cuda
@@ -115,7 +116,7 @@ class SearchConfig:
         if any(t <= 0 for t in config.target_ms):
             raise UsageError("--target-ms must be positive")
         if config.reference_prior < 0:
-            raise UsageError(f"--reference-prior {config.reference_prior:g}: nats in favour of the Lite0 ops, 0 "
+            raise UsageError(f"--reference-prior {config.reference_prior:g}: nats per unit of departure from Lite0, 0 "
                              "(none: θ alone decides) or more")
         if not 0 <= config.budget_use <= 1:
             raise UsageError(f"--budget-use {config.budget_use:g}: a share of the budget, from 0 (cap only) to 1")
@@ -123,6 +124,7 @@ class SearchConfig:
 
 
 SEARCH_MODES = ("auto", *MODES, "hybrid")  # hybrid: weights on the single path, θ on the mixture
+DEPARTURE_IMAGES = 16  # enough to rank the departures; the lite0 supernet at 320 measures them in ~17 s on 2 cores
 THETA_CHUNK = 4  # images per θ forward in hybrid mode: the mixture of a batch of 8 at 320 peaks at 9.5 GB
 
 
@@ -211,6 +213,7 @@ class Searcher:
         self.model = Supernet(self.space, self.imgsz, len(self.class_names), mode=self.weight_path,
                               pretrained=self.pretrained, neck_channels=config.neck_channels)
         self.model.to(self.device, memory_format=torch.channels_last)
+        self.departure_costs = self._departure_costs(theta_images) if self.pretrained else None
         self.weights = self.model.weight_parameters()
         self.optimizer = torch.optim.SGD(param_groups(self.weights, config.weight_decay), lr=config.lr, momentum=0.9,
                                          nesterov=True)
@@ -224,6 +227,14 @@ class Searcher:
         self.history: list[dict[str, Any]] = []
         self.probs_history = [self._probs()]
         self.start_epoch, self.search_s = 0, 0.0
+
+    def _departure_costs(self, theta_images: list[int]) -> np.ndarray:
+        """The inherited candidates' departure costs (``SuperBackbone.departure_costs``), before any training, on up
+        to ``DEPARTURE_IMAGES`` of θ's images, letterboxed without augmentation."""
+        plain = CocoDetection(Path(self.config.data), "train", classes=self.config.classes,
+                              transforms=eval_transforms(self.imgsz))
+        images = torch.stack([plain[i][0] for i in theta_images[:DEPARTURE_IMAGES]]).float()
+        return self.model.departure_costs(images.to(self.device, memory_format=torch.channels_last))
 
     # --- state -------------------------------------------------------------------------------------------------
     def _probs(self) -> np.ndarray:
@@ -360,8 +371,8 @@ class Searcher:
         """Derive the architecture (budgeted when there are targets; with the pretrained prior when the candidates
         inherit Lite0's weights) and write arch.json and probs.png."""
         scores = self.model.log_probs()
-        if self.pretrained:
-            scores = reference_scores(scores, self.space, self.config.reference_prior)
+        if self.departure_costs is not None:
+            scores = departure_scores(scores, self.departure_costs, self.config.reference_prior)
         ops = derive_ops(scores, self.devices, budget_use=self.config.budget_use)
         rows = [{"device": d.name, "precision": d.precision, "predicted_ms": round(d.predict_ms(ops), 4),
                  "target_ms": d.target_ms, "reference_ms": round(d.reference_ms, 4),
@@ -371,7 +382,9 @@ class Searcher:
             "source": "edgedet search", "date": now.isoformat(timespec="seconds"), "version": __version__,
             "devices": rows, "objective": self.config.objective, "mode": self.mode,
             "epochs_done": len(self.history), "search_s": round(self.search_s, 1), "argmax": str(self.model.export()),
-            "theta_probs": self.model.export_probs(), "config": asdict(self.config) | {"imgsz": self.imgsz},
+            "theta_probs": self.model.export_probs(),
+            "departure_costs": None if self.departure_costs is None else self.model.per_layer(self.departure_costs),
+            "config": asdict(self.config) | {"imgsz": self.imgsz},
         }
         arch = to_arch(self.space, self.imgsz, ops, provenance)
         path = atomic_write_json(self.run_dir / "arch.json", arch.to_json())

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedet.detect.model import Detector
+from edgedet.detect.model import Detector, normalise
 from edgedet.errors import UsageError
 from edgedet.search.derive import to_arch
 from edgedet.space.archspec import ArchSpec
@@ -80,6 +80,10 @@ class MixedOp(nn.Module):
         order = torch.cat(rows).argsort()  # back to batch order
         return torch.cat(pieces)[order]
 
+    def run(self, col: int, x: torch.Tensor) -> torch.Tensor:
+        """The candidate in θ column ``col`` alone."""
+        return self.candidates[self.columns.index(col)](x)
+
 
 class SuperBackbone(nn.Module):
     """``Backbone``'s interface over the whole space: ``forward(x)`` -> taps at strides 8/16/32; ``out_channels``."""
@@ -118,6 +122,39 @@ class SuperBackbone(nn.Module):
         for index, layer in enumerate(self.layers):
             for op, block in zip(layer.op_names, layer.candidates):
                 inherit_lite0_op(block, op, index, state)
+
+    @torch.no_grad()
+    def departure_costs(self, x: torch.Tensor) -> np.ndarray:
+        """(L, 9) what each candidate changes where it alone replaces its layer's reference op (the space's default):
+        the relative squared change of the tapped features, ``|f' − f|² / |f|²`` averaged over the three taps, on
+        normalised images ``x``; ``inf`` on forbidden ops. Measured in eval mode on the weights the candidates hold.
+
+        Why: on inherited Lite0 weights this is how far a departure starts from the pretrained network, which a
+        short training on few images does not close. It differs by two orders of magnitude between departures that
+        save the same latency (a skip in stage 5 changes the features by ~3%, an e1 block in stage 2 by ~80%), and
+        θ cannot see it on a small set (its per-batch gradient is mostly noise).
+        """
+        was_training = self.training
+        self.eval()
+        reference = [OP_NAMES.index(op) for op in self.space.default_ops]
+        inputs, taps, h = [], {}, self.stem(x)
+        for index, (layer, col) in enumerate(zip(self.layers, reference)):
+            inputs.append(h)
+            h = layer.run(col, h)
+            if index in self.taps:
+                taps[index] = h
+        costs = np.full((len(self.layers), len(OP_NAMES)), np.inf)
+        for index, layer in enumerate(self.layers):
+            costs[index, reference[index]] = 0.0
+            for col in set(layer.columns) - {reference[index]}:
+                h, change = inputs[index], 0.0
+                for later in range(index, len(self.layers)):
+                    h = self.layers[later].run(col if later == index else reference[later], h)
+                    if later in taps:
+                        change += float((h - taps[later]).square().sum() / taps[later].square().sum())
+                costs[index, col] = change / len(taps)
+        self.train(was_training)
+        return costs
 
     @contextmanager
     def path(self, mode: str) -> Iterator[None]:
@@ -181,6 +218,10 @@ class Supernet(Detector):
         """Everything but θ: stem, every candidate, neck and head."""
         return [p for p in self.parameters() if p is not self.backbone.theta]
 
+    def departure_costs(self, images: torch.Tensor) -> np.ndarray:
+        """``SuperBackbone.departure_costs`` on float RGB images in 0..255, as the detector takes them."""
+        return self.backbone.departure_costs(normalise(images))
+
     def log_probs(self) -> np.ndarray:
         """(L, 9) float64 log-probabilities, ``-inf`` on forbidden ops (computed in float64: no underflow)."""
         return torch.log_softmax(self.backbone.logits().detach().double(), -1).cpu().numpy()
@@ -191,6 +232,9 @@ class Supernet(Detector):
 
     def export_probs(self) -> list[dict[str, float]]:
         """Per layer, ``{op: probability}`` over the ops allowed there."""
-        probs = self.backbone.probs().detach().cpu()
-        return [{op: round(float(probs[index, col]), 6) for op, col in zip(layer.op_names, layer.columns)}
-                for index, layer in enumerate(self.backbone.layers)]
+        return self.per_layer(self.backbone.probs().detach().cpu().numpy())
+
+    def per_layer(self, values: np.ndarray) -> list[dict[str, float]]:
+        """(L, 9) values -> per layer, ``{op: value}`` over the ops allowed there (for JSON)."""
+        return [{op: round(float(row[col]), 6) for op, col in zip(layer.op_names, layer.columns)}
+                for row, layer in zip(values, self.backbone.layers)]

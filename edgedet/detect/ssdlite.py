@@ -24,7 +24,7 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.ssdlite import SSDLiteHead
 from torchvision.ops.misc import Conv2dNormActivation
 
-from edgedet.detect.model import INPUT_MEAN, DetectorContract, normalise
+from edgedet.detect.model import INPUT_MEAN, INPUT_SCALE, DetectorContract, normalise
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.postprocess import select_boxes
 from edgedet.runtime.sidecar import BOXES_OUTPUT_CONTRACT

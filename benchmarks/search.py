@@ -178,6 +178,9 @@ def _theta_scores(arch_json: Path) -> np.ndarray:
     for layer, probs in enumerate(data["provenance"]["theta_probs"]):
         for op, probability in probs.items():
             scores[layer, OP_NAMES.index(op)] = math.log(max(probability, 1e-12))
+    if "departure_costs" not in data["provenance"]:
+        raise SystemExit(f"{arch_json} is from an edgedet without departure costs: delete {arch_json.parent} and run "
+                         "this part again")
     costs = np.array([[costs.get(op, math.inf) for op in OP_NAMES] for costs in data["provenance"]["departure_costs"]])
     return departure_scores(scores, costs, data["provenance"]["config"]["reference_prior"])  # as its derivation did
 

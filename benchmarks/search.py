@@ -181,7 +181,7 @@ def _theta_scores(arch_json: Path) -> np.ndarray:
     if "departure_costs" not in data["provenance"]:
         raise SystemExit(f"{arch_json} is from an edgedet without departure costs: delete {arch_json.parent} and run "
                          "this part again")
-    costs = np.array([[costs.get(op, math.inf) for op in OP_NAMES] for costs in data["provenance"]["departure_costs"]])
+    costs = np.array([[layer.get(op, math.inf) for op in OP_NAMES] for layer in data["provenance"]["departure_costs"]])
     return departure_scores(scores, costs, data["provenance"]["config"]["reference_prior"])  # as its derivation did
 
 

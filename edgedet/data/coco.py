@@ -27,6 +27,7 @@ During transforms crowd boxes travel in ``boxes`` with label -1 (``CROWD``): eve
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -114,6 +115,13 @@ class CocoDetection(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self._records)
+
+    def with_transforms(self, transforms: Callable[[tv_tensors.Image, dict[str, Any]], Sample] | None
+                        ) -> "CocoDetection":
+        """The same split and classes under other transforms, without reading the annotations again."""
+        other = copy.copy(self)
+        other.transforms = transforms
+        return other
 
     def __getitem__(self, index: int) -> Sample:
         record = self._records[index]

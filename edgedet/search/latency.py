@@ -121,8 +121,8 @@ class LatencyLoss(nn.Module):
         normalised = (self._combine(latency / self.reference) / self.floor).clamp_min(1.0)  # 1 within the budget
         log_lat = 1.0 + torch.log(normalised)  # = log(e · normalised) ≥ 1
         lat_factor = self.alpha * log_lat.pow(self.beta)
-        budget_use = (latency / self.targets).max()  # of the tightest budget (0 for a device without one)
-        target_factor = 1.0 + self.target_weight * (budget_use - 1.0).abs() if self.targeted else latency.new_ones(())
+        tightest = (latency / self.targets).max()  # the largest share of a budget used (0 without a target)
+        target_factor = 1.0 + self.target_weight * (tightest - 1.0).abs() if self.targeted else latency.new_ones(())
         loss = det_loss * lat_factor * target_factor
         details = {"loss": loss.item(), "loss_det": det_loss.item(), "lat_factor": lat_factor.item(),
                    "target_factor": target_factor.item(), "lat_norm": normalised.item()}

@@ -124,7 +124,7 @@ class SearchConfig:
 
 
 SEARCH_MODES = ("auto", *MODES, "hybrid")  # hybrid: weights on the single path, θ on the mixture
-DEPARTURE_IMAGES = 16  # enough to rank the departures; the lite0 supernet at 320 measures them in ~17 s on 2 cores
+DEPARTURE_IMAGES = 16  # images that measure the departure costs; their time grows linearly with it
 THETA_CHUNK = 4  # images per θ forward in hybrid mode: the mixture of a batch of 8 at 320 peaks at 9.5 GB
 
 
@@ -213,7 +213,7 @@ class Searcher:
         self.model = Supernet(self.space, self.imgsz, len(self.class_names), mode=self.weight_path,
                               pretrained=self.pretrained, neck_channels=config.neck_channels)
         self.model.to(self.device, memory_format=torch.channels_last)
-        self.departure_costs = self._departure_costs(theta_images) if self.pretrained else None
+        self.departure_costs = self._departure_costs(dataset, theta_images) if self.pretrained else None
         self.weights = self.model.weight_parameters()
         self.optimizer = torch.optim.SGD(param_groups(self.weights, config.weight_decay), lr=config.lr, momentum=0.9,
                                          nesterov=True)
@@ -228,11 +228,10 @@ class Searcher:
         self.probs_history = [self._probs()]
         self.start_epoch, self.search_s = 0, 0.0
 
-    def _departure_costs(self, theta_images: list[int]) -> np.ndarray:
+    def _departure_costs(self, dataset: CocoDetection, theta_images: list[int]) -> np.ndarray:
         """The inherited candidates' departure costs (``SuperBackbone.departure_costs``), before any training, on up
         to ``DEPARTURE_IMAGES`` of θ's images, letterboxed without augmentation."""
-        plain = CocoDetection(Path(self.config.data), "train", classes=self.config.classes,
-                              transforms=eval_transforms(self.imgsz))
+        plain = dataset.with_transforms(eval_transforms(self.imgsz))
         images = torch.stack([plain[i][0] for i in theta_images[:DEPARTURE_IMAGES]]).float()
         return self.model.departure_costs(images.to(self.device, memory_format=torch.channels_last))
 

@@ -36,9 +36,9 @@ console = Console(width=None if sys.stdout.isatty() else 160)  # tables stay rea
 JsonOut = Annotated[Optional[Path], typer.Option("--json-out", help="Also write the numbers as flat JSON here.")]
 Classes = Annotated[Optional[str], typer.Option(help="Comma-separated class subset, e.g. person,car.")]
 TargetMs = Annotated[Optional[list[float]], typer.Option(help="Hard latency budget in ms: once for every device, "
-                                                              "or once per --device in order. Below it the search "
-                                                              "does not trade accuracy for speed; the result spends "
-                                                              "the budget (see --budget-use).")]
+                                                              "or once per --device in order. The search is pulled "
+                                                              "to it from above and below; the result spends the "
+                                                              "budget (see --budget-use).")]
 
 
 def _version(value: bool) -> None:

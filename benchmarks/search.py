@@ -256,16 +256,16 @@ def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int)
 
 def _over_seeds(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """AP and AP50 averaged over the seeds (each seed's kept), the largest CPU and wall time of one training."""
-    return {"AP": float(np.mean([r["AP"] for r in runs.values()])),
-            "AP50": float(np.mean([r["AP50"] for r in runs.values()])), "seeds": list(runs),
-            "AP_per_seed": [r["AP"] for r in runs.values()], "cpu_min": max(r["cpu_min"] for r in runs.values()),
-            "wall_min": max(r["wall_min"] for r in runs.values())}
+    results = list(runs.values())
+    return {"AP": float(np.mean([r["AP"] for r in results])), "AP50": float(np.mean([r["AP50"] for r in results])),
+            "seeds": list(runs), "AP_per_seed": [r["AP"] for r in results],
+            "cpu_min": max(r["cpu_min"] for r in results), "wall_min": max(r["wall_min"] for r in results)}
 
 
 def paired_gap(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
-    """AP gap (ours − theirs) over the seeds both trained, and its standard error. One model's AP moves by up to a
-    point between seeds here, so a win counts only beyond two standard errors (with one seed there is no noise
-    estimate and the plain gap decides)."""
+    """AP gap (ours − theirs) over the seeds both trained, and its standard error. One model's AP moves by up to 1.5
+    between seeds here, so a win counts only beyond two standard errors (with one seed there is no noise estimate
+    and the plain gap decides)."""
     theirs_by_seed = dict(zip(theirs["seeds"], theirs["AP_per_seed"]))
     gaps = np.array([ap - theirs_by_seed[seed] for seed, ap in zip(ours["seeds"], ours["AP_per_seed"])
                      if seed in theirs_by_seed])
@@ -342,6 +342,13 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _gap_text(result: dict[str, Any], name: str) -> str:
+    se = result[f"gap_se_{name}"]
+    noise = "" if se is None else f" ± {se:.2f} (s.e., {result[f'paired_seeds_{name}']} paired seeds)"
+    verdict = "a win" if result[f"beats_{name}"] else "no win"
+    return f"searched − {name}: {result[f'gap_{name}']:+.2f} AP{noise}: {verdict}"
+
+
 def show(part: str, result: dict[str, Any]) -> None:
     if part == "targets":
         table = Table("target (x Lite0)", "target ms", "LUT ms", "measured ms", "architecture",
@@ -368,11 +375,7 @@ def show(part: str, result: dict[str, Any]) -> None:
             per_seed = ", ".join(f"{ap:.1f}" for ap in row["AP_per_seed"])
             table.add_row(row["model"], f"{row['predicted_ms']:.2f}", f"{row['AP']:.1f} ({per_seed})",
                           f"{row['AP50']:.1f}", f"{row['cpu_min']:.1f}", f"{row['wall_min']:.1f}", row["arch"])
-        table.caption = "; ".join(
-            f"searched − {name}: {result[f'gap_{name}']:+.2f} AP"
-            + (f" ± {result[f'gap_se_{name}']:.2f} (s.e., {result[f'paired_seeds_{name}']} paired seeds)"
-               if result[f"gap_se_{name}"] is not None else "") + (" beats" if result[f"beats_{name}"] else " no win")
-            for name in ("mbv2", "lite0_scaled"))
+        table.caption = "; ".join(_gap_text(result, name) for name in ("mbv2", "lite0_scaled"))
     else:
         table = Table("key", "value", title=part)
         for key, value in result.items():

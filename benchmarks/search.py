@@ -263,9 +263,9 @@ def _over_seeds(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
 
 
 def paired_gap(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
-    """AP gap (ours − theirs) over the seeds both trained, and its standard error. One model's AP moves by up to 1.5
-    between seeds here, so a win counts only beyond two standard errors (with one seed there is no noise estimate
-    and the plain gap decides)."""
+    """AP gap (ours − theirs) over the seeds both trained, and its standard error. One model's AP moves between
+    seeds by more than the gaps in question, so a win counts only beyond two standard errors (with one seed there
+    is no noise estimate and the plain gap decides)."""
     theirs_by_seed = dict(zip(theirs["seeds"], theirs["AP_per_seed"]))
     gaps = np.array([ap - theirs_by_seed[seed] for seed, ap in zip(ours["seeds"], ours["AP_per_seed"])
                      if seed in theirs_by_seed])
@@ -291,7 +291,7 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
     archs = {"searched": ArchSpec.parse(searched["arch"]), "mbv2": resolution_scaled(mbv2, lut, target),
              "lite0_scaled": resolution_scaled(ArchSpec.default("lite0"), lut, target),
              **{name: ArchSpec.parse(a) for name, a in matched_random_archs(search_out, args.random, 5.0).items()}}
-    close = ("searched", "lite0_scaled")  # the pair within seed noise of each other: --close-seeds trains them more
+    close = ("searched", "lite0_scaled")  # the pair whose gap needs the most seeds: --close-seeds trains them more
     rows = [{"model": name, "arch": str(arch), "predicted_ms": predict_ms(lut, arch),
              **_over_seeds({seed: _train_child(name + tag, arch, args, seed)
                             for seed in args.seeds + (args.close_seeds if name in close else [])})}
@@ -433,7 +433,10 @@ def main() -> None:
         else:
             result = PARTS[part](args)
             atomic_write_json(path, result)
-        show(part, result)
+        try:
+            show(part, result)
+        except KeyError as missing:
+            raise SystemExit(f"{path} has no {missing}: it is from an older benchmark; run this part with --redo")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ class SuperBackbone(nn.Module):
                 inherit_lite0_op(block, op, index, state)
 
     def _taps_from(self, start: int, x: torch.Tensor, ops: list[int]) -> dict[int, torch.Tensor]:
-        """Layers ``start``… on ``x`` (the input of layer ``start``), one op each (θ columns): their tapped outputs."""
+        """Layers ``start``… on ``x`` (layer ``start``'s input), one op each (θ columns): their tapped outputs."""
         taps = {}
         for index in range(start, len(self.layers)):
             x = self.layers[index].run(ops[index], x)
@@ -146,15 +146,15 @@ class SuperBackbone(nn.Module):
         was_training = self.training
         self.eval()
         reference = [OP_NAMES.index(op) for op in self.space.default_ops]
-        inputs = [self.stem(x)]
-        for layer, col in zip(self.layers[:-1], reference):
+        inputs = [self.stem(x)]  # inputs[i]: layer i's input on the reference path; inputs[-1]: the last output
+        for layer, col in zip(self.layers, reference):
             inputs.append(layer.run(col, inputs[-1]))
-        expected = self._taps_from(0, inputs[0], reference)
+        expected = {index: inputs[index + 1] for index in self.taps}
         costs = np.full((len(self.layers), len(OP_NAMES)), np.inf)
         for index, layer in enumerate(self.layers):
-            for col in layer.columns:
-                ops = reference[:index] + [col] + reference[index + 1:]
-                taps = self._taps_from(index, inputs[index], ops) if col != reference[index] else {}
+            costs[index, reference[index]] = 0.0  # the reference op changes nothing
+            for col in set(layer.columns) - {reference[index]}:
+                taps = self._taps_from(index, inputs[index], reference[:index] + [col] + reference[index + 1:])
                 costs[index, col] = sum(float((f - expected[i]).square().sum() / expected[i].square().sum())
                                         for i, f in taps.items()) / len(expected)
         self.train(was_training)

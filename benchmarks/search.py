@@ -24,14 +24,15 @@
   latency (MobileNetV2-like and Lite0, each scaled the EfficientNet way, by input size, to the nearest latency;
   ``--matched-ms`` picks another latency) and
   ``--random`` random ones within 5% are each trained by ``edgedet train`` in a child process with the same short
-  recipe (``--train-epochs`` at 320, each of ``--seeds``; ``--close-seeds`` more for the searched backbone and Lite0
-  scaled) and its CPU minutes are counted; coco-mini val AP / AP50 of each, the mean over the seeds. The searched
-  backbone beats a hand-designed one only when their paired AP gap exceeds two of its standard errors.
+  recipe (``--train-epochs`` at ``--train-lr``, each of ``--seeds``; ``--close-seeds`` more for the searched
+  backbone and Lite0 scaled) and its CPU minutes are counted; coco-mini val AP / AP50 of each, the mean over the
+  seeds. The searched backbone beats a hand-designed one only when their paired AP gap exceeds two of its standard
+  errors.
 
 Each part writes ``runs/bench/search/<part>.json`` and is skipped when that file exists (``--redo`` runs it again);
 its searches live in ``runs/search/bench-*/`` and resume when interrupted (delete a search's folder to search again
-with changed code); a training is kept in ``runs/train/bench-matched-*/`` and reused while its architecture is the
-same.
+with changed code); a training is kept in ``runs/train/bench-matched-*/``. Both are reused only while their settings
+(architecture and recipe for a training) are the same; any other is done afresh.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -88,10 +89,22 @@ def _all_finite(log: Path) -> bool:
     return bool(rows) and all(math.isfinite(float(value)) for value in numbers)
 
 
+def _redo_unless_same(run: Path, wanted: dict[str, Any]) -> None:
+    """A run folder is reused (finished, or resumed) only when its config.json has these settings; one made with
+    others is deleted so that it is redone, not passed off under the new ones."""
+    saved = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else None
+    changed = sorted(key for key, value in wanted.items() if saved is not None and saved.get(key) != value)
+    if changed:
+        console.print(f"{run}: made with another {', '.join(changed)}; doing it afresh")
+        shutil.rmtree(run)
+
+
 def cost(args: argparse.Namespace) -> dict[str, Any]:
+    """One whole search, timed from its start: a finished or half-done run from before is searched again."""
     run = Path("runs/search/bench-cost")
+    shutil.rmtree(run, ignore_errors=True)
     command = [sys.executable, "-m", "edgedet", "search", "--device", "jetson", "--data", str(args.data),
-               "--name", run.name, *(["--resume"] if (run / "last.pt").exists() else [])]
+               "--name", run.name]
     console.print("running: " + " ".join(command[1:]))
     cpu_before, _ = _children_usage()
     start = time.perf_counter()
@@ -133,6 +146,7 @@ def _search(name: str, args: argparse.Namespace, precision: str, target_ms: floa
     run = Path("runs/search") / name
     config = SearchConfig(devices=[HOST], precision=precision, target_ms=[] if target_ms is None else [target_ms],
                           data=str(args.data), imgsz=320, epochs=args.sweep_epochs, warmup_epochs=1, beta=beta)
+    _redo_unless_same(run, {k: v for k, v in asdict(config).items() if k not in ("workers", "device")})
     return search(config, run, resume=(run / "last.pt").exists()).arch
 
 
@@ -232,16 +246,16 @@ def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int)
     """``edgedet train`` in a child process (its CPU time counted: all of it unless it resumed); the result is kept
     in the run folder."""
     run = Path("runs/train") / f"bench-matched-{name}{f'-seed{seed}' if seed else ''}"
+    _redo_unless_same(run, {"arch": str(arch), "imgsz": arch.imgsz, "data": str(args.data),
+                            "classes": args.classes.split(","), "epochs": args.train_epochs, "lr": args.train_lr,
+                            "seed": seed})
     done = run / "bench.json"
     if done.exists():
-        result = json.loads(done.read_text())
-        if result["arch"] == str(arch):
-            return result
-        console.print(f"{run}: trained another architecture ({result['arch']}); training this one afresh")
-        shutil.rmtree(run)
+        return json.loads(done.read_text())
     command = [sys.executable, "-m", "edgedet", "train", "--arch", str(arch), "--imgsz", str(arch.imgsz),
                "--data", str(args.data), "--classes", args.classes, "--epochs", str(args.train_epochs),
-               "--eval-every", str(args.train_epochs), "--lr", "1e-3", "--seed", str(seed), "--name", run.name,
+               "--eval-every", str(args.train_epochs), "--lr", str(args.train_lr), "--seed", str(seed),
+               "--name", run.name,
                "--json-out", str(run / "final.json"), *(["--resume"] if (run / "last.pt").exists() else [])]
     console.print("running: " + " ".join(command[1:]))
     cpu_before, _ = _children_usage()
@@ -302,7 +316,8 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
     gaps = {f"{key}_{name}": value for name in ("mbv2", "lite0_scaled")
             for key, value in paired_gap(by_name["searched"], by_name[name]).items()}
     return {"device": args.matched_device, "target_ms": target, "classes": args.classes,
-            "train_epochs": args.train_epochs, "seeds": args.seeds, "close_seeds": args.close_seeds, "rows": rows,
+            "train_epochs": args.train_epochs, "train_lr": args.train_lr, "seeds": args.seeds,
+            "close_seeds": args.close_seeds, "rows": rows,
             "AP": ap, "AP50": by_name["searched"]["AP50"], **gaps,
             "random_median_AP": random_median, "beats_random_median": ap > random_median,
             "within_5pct": all(abs(row["predicted_ms"] / target - 1) <= 0.05 for row in rows),
@@ -412,6 +427,7 @@ def main() -> None:
     parser.add_argument("--classes", default="person", help="classes of the matched part's search and trainings")
     parser.add_argument("--train-epochs", type=int, default=6,
                         help=f"epochs of every matched training (≤ {CPU_MIN_PER_MODEL} CPU-minutes each here)")
+    parser.add_argument("--train-lr", type=float, default=1e-3, help="peak learning rate of every matched training")
     parser.add_argument("--random", type=int, default=3, help="random architectures of the matched part")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
                         help="matched part: train every model with each seed; AP is their mean")

@@ -171,7 +171,7 @@ def arch_show(
     if device:
         from edgedet.devices.builder import get_or_build_profile
 
-        model = get_or_build_profile(device).latency_model(precision)
+        model = get_or_build_profile(device, arch.search_space, arch.imgsz, precision).latency_model(precision)
     rows, totals = arch_rows(arch, model)
     table = Table(*rows[0].keys(), title=str(arch))
     for row in rows + [totals]:
@@ -194,14 +194,20 @@ def _data_or_synthetic(data: Optional[Path]) -> Path:
     return make_synthetic(Path("runs") / "data" / "synthetic")
 
 
-def _run_config(stage: str, name: Optional[str], resume: bool, schema: Callable[[dict], Any], epochs: int,
-                fresh: Callable[[], dict]) -> tuple[Path, Any]:
-    """The run folder and its settings: on --resume the saved ones (with the new --epochs), else ``fresh()``."""
+def _run_config(stage: str, name: Optional[str], resume: bool, schema: Callable[[dict], Any],
+                epochs: Optional[int], fresh: Callable[[], dict]) -> tuple[Path, Any]:
+    """The run folder and its settings: on --resume the saved ones (--epochs, when given, extends or shortens the
+    run), else ``fresh()``. A fresh run never lands on a finished or interrupted one: that would overwrite its
+    checkpoint and mix two runs in one log."""
     if resume and name is None:
         raise UsageError(f"--resume needs --name NAME of the {stage} run to continue")
     folder = run_dir(stage, name)
     if resume and (folder / "config.json").exists():
-        return folder, schema({**json.loads((folder / "config.json").read_text()), "epochs": epochs})
+        saved = json.loads((folder / "config.json").read_text())
+        return folder, schema(saved if epochs is None else {**saved, "epochs": epochs})
+    if not resume and (folder / "last.pt").exists():
+        raise UsageError(f"{folder} already holds a {stage} run: add --resume to continue it, or choose another "
+                         "--name")
     return folder, schema(fresh())
 
 
@@ -211,7 +217,8 @@ def train_command(
     arch: Annotated[str, typer.Option(help="ArchSpec string or arch.json from a search.")] = "lite0@320",
     classes: Classes = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Input size (default: the ArchSpec's).")] = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="Training epochs (default 30; with --resume, the run's own unless given).")] = None,
     batch: Annotated[int, typer.Option(help="Images per step.")] = 16,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
     optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
@@ -228,16 +235,17 @@ def train_command(
     json_out: JsonOut = None,
 ) -> None:
     """Train a detector on COCO-format data: EMA, warm-up + cosine, a checkpoint every epoch, best by val AP.
-    Ctrl-C saves; --resume continues exactly. Multi-GPU: torchrun --nproc_per_node N -m edgedet train ...
+    Ctrl-C keeps the last finished epoch; --resume continues exactly. Multi-GPU: torchrun --nproc_per_node N -m
+    edgedet train ...
 
     Example: edgedet train --data ../shared/datasets/coco-mini --classes person --name person
     """
     from edgedet.train.engine import TrainConfig, train
 
     folder, config = _run_config("train", name, resume, TrainConfig.from_dict, epochs, lambda: dict(
-        arch=arch, data=str(_data_or_synthetic(data)), classes=_class_list(classes), imgsz=imgsz, epochs=epochs,
-        batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained, head=head, workers=workers, seed=seed,
-        eval_every=eval_every, device=device_type))
+        arch=arch, data=str(_data_or_synthetic(data)), classes=_class_list(classes), imgsz=imgsz,
+        epochs=30 if epochs is None else epochs, batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained,
+        head=head, workers=workers, seed=seed, eval_every=eval_every, device=device_type))
     final = train(config, folder, resume=resume)
     ap, ap50 = final.get("AP", float("nan")), final.get("AP50", float("nan"))
     console.print(f"trained {folder}: AP {ap:.1f}  AP50 {ap50:.1f}  (best.pt, last.pt, log.csv)")
@@ -408,7 +416,8 @@ def search_command(
              "cost (how much it alone changes the ImageNet-pretrained Lite0's features, measured at the start; "
              "0 for Lite0's own op). 50: a skip that changes them by 3% costs 1.5 nats; 0 = θ alone.")] = 50.0,
     imgsz: Annotated[Optional[int], typer.Option(help="Input size, a multiple of 32 (default: the space's).")] = None,
-    epochs: Annotated[int, typer.Option(help="Epochs in all, warm-up included.")] = 8,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="Epochs in all, warm-up included (default 8; with --resume, the run's own unless given).")] = None,
     warmup_epochs: Annotated[int, typer.Option(help="Epochs that train the weights only, before θ.")] = 2,
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (default: the synthetic set).")] = None,
     classes: Classes = None,
@@ -436,9 +445,9 @@ def search_command(
 
     folder, config = _run_config("search", name, resume, SearchConfig.from_dict, epochs, lambda: dict(
         devices=device, precision=precision, objective=objective, target_ms=target_ms or [], budget_use=budget_use,
-        space=space, reference_prior=reference_prior, imgsz=imgsz, epochs=epochs, warmup_epochs=warmup_epochs,
-        data=str(_data_or_synthetic(data)), classes=_class_list(classes), mode=mode, batch=batch, lr=lr,
-        arch_lr=arch_lr, workers=workers, seed=seed, device=device_type))
+        space=space, reference_prior=reference_prior, imgsz=imgsz, epochs=8 if epochs is None else epochs,
+        warmup_epochs=warmup_epochs, data=str(_data_or_synthetic(data)), classes=_class_list(classes), mode=mode,
+        batch=batch, lr=lr, arch_lr=arch_lr, workers=workers, seed=seed, device=device_type))
     result = search(config, folder, resume=resume)
     table = Table("device", "precision", "predicted ms", "target ms", "reference ms", "fastest ms",
                   title=str(result.arch))

@@ -103,3 +103,24 @@ def test_int8_block_is_timed_with_int8_edges_and_computes_what_the_whole_qdq_blo
     expected = whole.run(None, {whole.get_inputs()[0].name: floats})[0]
     got = part.run(None, {part.get_inputs()[0].name: codes})[0]
     np.testing.assert_allclose((got.astype(np.float32) - zero_out) * scale_out, expected, rtol=0, atol=1e-6)
+
+
+def test_rebuilding_with_another_thread_count_is_refused_before_measuring(tiny_profile):
+    settings = BuildSettings("tinyhost", get_space("tiny"), 64, threads=2, rounds=1, calibration_archs=1)
+    with pytest.raises(UsageError, match=r"measured with runtime ort-cpu-t1, not ort-cpu-t2 .*another --name"):
+        build_lut(settings, tiny_profile.path.parent)
+
+
+def test_host_is_measured_for_the_space_size_and_precision_in_use(tiny_profile, in_tmp, monkeypatch):
+    """``host`` resolves to the built profile while its LUT covers the search; one that does not is measured."""
+    from edgedet.devices import builder
+
+    built = []
+    (in_tmp / "built" / "host").mkdir(parents=True)
+    (in_tmp / "built" / "host" / "profile.yaml").touch()
+    monkeypatch.setattr(builder, "BUILT_DIR", in_tmp / "built")
+    monkeypatch.setattr(builder, "get_profile", lambda name: tiny_profile)
+    monkeypatch.setattr(builder, "build_lut", lambda settings, out: built.append(settings) or tiny_profile)
+    assert builder.get_or_build_profile("host", get_space("tiny"), 64) is tiny_profile and not built
+    builder.get_or_build_profile("host", get_space("tiny"), 96, "int8")
+    assert [(s.space.name, s.imgsz, s.precision) for s in built] == [("tiny", 96, "int8")]

@@ -433,20 +433,25 @@ def test_search_cli_end_to_end_then_resume(synthetic, in_tmp):
     assert read_checkpoint(folder / "last.pt")["epoch"] == 3
 
 
-def test_ctrl_c_saves_and_resume_continues_exactly(synthetic, tmp_path, monkeypatch):
-    straight = search(_config(synthetic), tmp_path / "straight")
-    original = Searcher.run_epoch
+def test_one_device_under_two_names_is_refused(synthetic, tmp_path):
+    with pytest.raises(UsageError, match=r"--device jetson and --device orin-nano are one profile \(jetson-orin"):
+        Searcher(_config(synthetic, devices=["jetson", "orin-nano"]), tmp_path)
 
-    def interrupted_in_third_epoch(self, epoch, bar, task):
+
+def test_ctrl_c_mid_epoch_keeps_the_finished_epoch_and_resume_continues_exactly(synthetic, tmp_path, monkeypatch):
+    straight = search(_config(synthetic), tmp_path / "straight")
+    original = Searcher.theta_step
+
+    def interrupted_at_third_epochs_theta_step(self, batch, epoch):  # after its weight steps
         if epoch == 2:
             raise KeyboardInterrupt
-        return original(self, epoch, bar, task)
+        return original(self, batch, epoch)
 
-    monkeypatch.setattr(Searcher, "run_epoch", interrupted_in_third_epoch)
+    monkeypatch.setattr(Searcher, "theta_step", interrupted_at_third_epochs_theta_step)
     with pytest.raises(KeyboardInterrupt):
         search(_config(synthetic), tmp_path / "split")
-    assert read_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 2
-    monkeypatch.setattr(Searcher, "run_epoch", original)
+    assert read_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 2  # the finished epochs, untouched
+    monkeypatch.setattr(Searcher, "theta_step", original)
     resumed = search(_config(synthetic), tmp_path / "split", resume=True)
     a = read_checkpoint(tmp_path / "straight" / "last.pt")["model"]
     b = read_checkpoint(tmp_path / "split" / "last.pt")["model"]

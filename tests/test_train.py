@@ -2,7 +2,9 @@
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from edgedet.cli import app
 from edgedet.data.synthetic import make_synthetic
 from edgedet.errors import UsageError
 from edgedet.train.checkpoint import load_detector, read_checkpoint
@@ -38,18 +40,39 @@ def test_resume_continues_exactly(synthetic, tmp_path):
     assert read_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 2
 
 
-def test_ctrl_c_saves_a_resumable_checkpoint(synthetic, tmp_path, monkeypatch):
-    original = Trainer.train_epoch
+def test_ctrl_c_mid_epoch_keeps_the_finished_epoch_and_resume_continues_exactly(synthetic, tmp_path, monkeypatch):
+    train(_config(synthetic), tmp_path / "straight")
+    clip, steps = torch.nn.utils.clip_grad_norm_, []
 
-    def interrupted_in_second_epoch(self, epoch):
-        if epoch == 1:
+    def interrupted_at_step_9(*args, **kwargs):  # the 3rd of epoch 2's 6 steps, after its backward
+        steps.append(1)
+        if len(steps) == 9:
             raise KeyboardInterrupt
-        return original(self, epoch)
+        return clip(*args, **kwargs)
 
-    monkeypatch.setattr(Trainer, "train_epoch", interrupted_in_second_epoch)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", interrupted_at_step_9)
     with pytest.raises(KeyboardInterrupt):
-        train(_config(synthetic), tmp_path)
-    assert read_checkpoint(tmp_path / "last.pt")["epoch"] == 1  # the finished epoch is kept
+        train(_config(synthetic), tmp_path / "split")
+    assert read_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 1  # the finished epoch, untouched
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    train(_config(synthetic), tmp_path / "split", resume=True)
+    straight = read_checkpoint(tmp_path / "straight" / "last.pt")["model"]
+    resumed = read_checkpoint(tmp_path / "split" / "last.pt")["model"]
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert (tmp_path / "split" / "log.csv").read_text().count("\n") == 3  # header + 2 epochs, none twice
+
+
+def test_cli_resume_keeps_the_runs_epochs_and_a_fresh_run_never_lands_on_one(synthetic, in_tmp):
+    args = ["train", "--data", str(synthetic), "--arch", "tiny@64", "--batch", "8", "--workers", "0",
+            "--eval-every", "100", "--name", "r"]
+    last = in_tmp / "runs" / "train" / "r" / "last.pt"
+    assert CliRunner().invoke(app, [*args, "--epochs", "1"]).exit_code == 0
+    again = CliRunner().invoke(app, [*args, "--epochs", "1"])
+    assert isinstance(again.exception, UsageError) and "already holds a train run: add --resume" in str(again.exception)
+    assert CliRunner().invoke(app, [*args, "--resume"]).exit_code == 0  # its own 1 epoch: already done
+    assert read_checkpoint(last)["epoch"] == 1
+    assert CliRunner().invoke(app, [*args, "--resume", "--epochs", "2"]).exit_code == 0
+    assert read_checkpoint(last)["epoch"] == 2
 
 
 def test_unknown_setting_suggests_the_right_one():

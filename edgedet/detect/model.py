@@ -23,8 +23,8 @@ from edgedet.runtime.postprocess import anchor_points
 from edgedet.runtime.sidecar import OUTPUT_CONTRACT
 from edgedet.space.archspec import ArchSpec
 from edgedet.space.backbone import Backbone
+from edgedet.space.pretrained import LITE0_INPUT_MEAN, LITE0_INPUT_SCALE
 
-INPUT_MEAN, INPUT_SCALE = 127.0, 128.0  # what the EfficientNet-Lite0 weights were trained with
 HEADS = ("edgedet", "ssdlite")  # edgedet's anchor-free head, or torchvision's SSDlite (a baseline)
 
 
@@ -42,7 +42,7 @@ def build_detector(arch: ArchSpec, num_classes: int, *, head: str = "edgedet", n
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
     """RGB 0..255 -> what the backbone takes: ``(x − 127) / 128``, as the Lite0 weights were trained."""
-    return (images - INPUT_MEAN) / INPUT_SCALE
+    return (images - LITE0_INPUT_MEAN) / LITE0_INPUT_SCALE
 
 
 class DetectorContract(nn.Module):

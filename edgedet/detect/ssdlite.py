@@ -24,12 +24,13 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.ssdlite import SSDLiteHead
 from torchvision.ops.misc import Conv2dNormActivation
 
-from edgedet.detect.model import INPUT_MEAN, INPUT_SCALE, DetectorContract, normalise
+from edgedet.detect.model import DetectorContract, normalise
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.postprocess import select_boxes
 from edgedet.runtime.sidecar import BOXES_OUTPUT_CONTRACT
 from edgedet.space.archspec import ArchSpec
 from edgedet.space.backbone import Backbone
+from edgedet.space.pretrained import LITE0_INPUT_MEAN, LITE0_INPUT_SCALE
 
 EXTRA_CHANNELS = (512, 256, 256, 128)  # torchvision's SSDlite extra levels
 NORM = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)  # as torchvision's SSDlite
@@ -77,8 +78,8 @@ class SSDLiteDetector(DetectorContract):
         boxes = DefaultBoxGenerator([[2, 3]] * len(features.out_channels), min_ratio=0.2, max_ratio=0.95)
         head = SSDLiteHead(features.out_channels, boxes.num_anchors_per_location(), num_classes + 1, NORM)
         size = arch.imgsz
-        self.ssd = SSD(features, boxes, (size, size), num_classes + 1, image_mean=[INPUT_MEAN / 255] * 3,
-                       image_std=[INPUT_SCALE / 255] * 3, head=head)
+        self.ssd = SSD(features, boxes, (size, size), num_classes + 1, image_mean=[LITE0_INPUT_MEAN / 255] * 3,
+                       image_std=[LITE0_INPUT_SCALE / 255] * 3, head=head)
         self.register_buffer("anchors", self._default_boxes(), persistent=False)
 
     @torch.no_grad()

@@ -27,6 +27,7 @@ from torch import nn
 from edgedet.devices.latency import LatencyLUT, layer_key, overhead_key, predict_ms, stem_key
 from edgedet.devices.profile import BUILT_DIR, DeviceProfile, get_profile, load_profile
 from edgedet.devices.timing import Timed, time_interleaved
+from edgedet.errors import UsageError
 from edgedet.export.onnx_export import export_onnx
 from edgedet.export.quantize import quantize_qdq, quantized_boundaries
 from edgedet.io import atomic_write_json, atomic_write_text
@@ -127,6 +128,11 @@ def build_lut(settings: BuildSettings, out_dir: Path) -> DeviceProfile:
     """Measure and write ``<out_dir>/profile.yaml`` + ``<name>.<precision>.json`` (merged into an existing LUT)."""
     runtime = runtime_id(settings.threads)
     space, imgsz, precision = settings.space, settings.imgsz, settings.precision
+    lut_path = out_dir / f"{settings.name}.{precision}.json"
+    lut = LatencyLUT.load(lut_path) if lut_path.exists() else LatencyLUT(settings.name, precision, runtime)
+    if lut.runtime != runtime:  # its entries would sit under a runtime the profile never reads
+        raise UsageError(f"{lut_path} was measured with runtime {lut.runtime}, not {runtime} (--threads "
+                         f"{settings.threads}): build into another --name, or delete that file to start afresh")
     started = datetime.datetime.now(datetime.timezone.utc)
     reference = ArchSpec(space.name, imgsz, space.default_ops, space.width_mult)
     rng = random.Random(settings.seed)
@@ -139,8 +145,6 @@ def build_lut(settings: BuildSettings, out_dir: Path) -> DeviceProfile:
     with progress_steps(f"timing {len(items)} models x {settings.rounds} rounds", settings.rounds) as advance_to:
         result = time_interleaved(items, ref, rounds=settings.rounds, seed=settings.seed, on_round=advance_to)
 
-    lut_path = out_dir / f"{settings.name}.{precision}.json"
-    lut = LatencyLUT.load(lut_path) if lut_path.exists() else LatencyLUT(settings.name, precision, runtime)
     lut.entries.update({key: round(result.ms(key), 5) for key, _ in blocks})
     offset_key = overhead_key(space, imgsz, precision, runtime)
     lut.entries[offset_key] = 0.0
@@ -184,9 +188,22 @@ def _write_profile(settings: BuildSettings, out_dir: Path, lut_file: str) -> Dev
     return profile
 
 
-def get_or_build_profile(device: str) -> DeviceProfile:
-    """Resolve a profile; ``host`` is measured here with the default settings the first time it is asked for."""
-    if device == "host" and not (BUILT_DIR / "host" / "profile.yaml").exists():
-        stderr.print("no 'host' profile yet: measuring this machine's LUT (lite0@320, fp32), a few minutes once")
-        return build_lut(BuildSettings("host", get_space("lite0"), 320), BUILT_DIR / "host")
-    return get_profile(device)
+def _covers(profile: DeviceProfile, space: SearchSpace, imgsz: int, precision: str) -> bool:
+    """Whether the profile's LUT was built for this space and input size (its fitted overhead is there)."""
+    lut = profile.latency_model(precision)
+    return isinstance(lut, LatencyLUT) and overhead_key(space, imgsz, precision, lut.runtime) in lut.entries
+
+
+def get_or_build_profile(device: str, space: SearchSpace | None = None, imgsz: int = 320,
+                         precision: str | None = None) -> DeviceProfile:
+    """Resolve a profile; ``host`` is measured here, for the space (lite0 by default), input size and precision
+    (fp32 by default) in use, the first time its LUT lacks them."""
+    if device != "host":
+        return get_profile(device)
+    space, precision = space or get_space("lite0"), precision or "fp32"
+    if (BUILT_DIR / "host" / "profile.yaml").exists():
+        profile = get_profile(device)
+        if precision in profile.precisions and _covers(profile, space, imgsz, precision):
+            return profile
+    stderr.print(f"measuring this machine's LUT for 'host' ({space.name}@{imgsz}, {precision}): a few minutes, once")
+    return build_lut(BuildSettings("host", space, imgsz, precision), BUILT_DIR / "host")

@@ -42,7 +42,6 @@ class Timed:
 class InterleavedResult:
     ratios: dict[str, float]  # each model's median latency ratio to the reference
     reference_ms: float  # the reference's median latency over the session
-    spread: dict[str, float]  # interquartile range of each model's per-round ratios, relative to its median
 
     def ms(self, key: str) -> float:
         return self.ratios[key] * self.reference_ms
@@ -72,6 +71,4 @@ def time_interleaved(models: dict[str, Timed], reference: Timed, *, rounds: int 
         if on_round:
             on_round(round_index + 1)
     ratios = {key: float(np.median(values)) for key, values in per_round.items()}
-    spread = {key: float(np.subtract(*np.percentile(values, [75, 25])) / ratios[key])
-              for key, values in per_round.items()}
-    return InterleavedResult(ratios, float(np.median(reference_ms)), spread)
+    return InterleavedResult(ratios, float(np.median(reference_ms)))

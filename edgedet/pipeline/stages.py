@@ -31,8 +31,10 @@ Context = dict[str, Any]
 
 
 def profile_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
-    """Resolve every device (``host`` is measured here the first time)."""
-    profiles = {name: get_or_build_profile(name) for name in config.devices}
+    """Resolve every device (``host`` is measured here the first time, for the search's space and input size)."""
+    search = config.stage("search")
+    space, imgsz = get_space(search.get("space", "lite0")), search.get("imgsz", 320)
+    profiles = {name: get_or_build_profile(name, space, imgsz) for name in config.devices}
     return {name: {"id": p.id, "path": str(p.path), "precision": p.precision} for name, p in profiles.items()}
 
 

@@ -13,8 +13,8 @@ Run folder ``runs/search/<name>/``:
 
 - ``config.json``: the resolved settings (``--resume`` reads them back);
 - ``log.csv``: one row per epoch: ``epoch, phase (warmup|search), temperature, lr``, the θ steps' means of ``loss``
-  (the search loss), ``loss_det``, ``lat_factor`` (α·log(LAT')^β), ``target_factor``, ``lat_norm`` (R / R_floor),
-  the weight steps' mean ``loss_det_w``, ``ms_<device>`` (expected latency under θ at the epoch's end),
+  (the search loss), ``loss_det``, ``lat_factor`` (α·log(LAT')^β), ``target_factor``, ``lat_norm`` (R / R_floor,
+  at least 1), the weight steps' mean ``loss_det_w``, ``ms_<device>`` (expected latency under θ at the epoch's end),
   ``entropy`` (mean over layers of θ's entropy, nats), ``images_per_s`` and ``epoch_s``;
 - ``last.pt``: supernet, both optimizers, scheduler, history, RNG states (atomic; ``--resume`` continues exactly);
 - ``arch.json``: the derived ArchSpec; its provenance holds per device the predicted, target, reference and fastest
@@ -52,9 +52,9 @@ from edgedet.search.supernet import MODES, Supernet
 from edgedet.space.archspec import ArchSpec
 from edgedet.space.spaces import SearchSpace, get_space
 from edgedet.train.checkpoint import read_checkpoint, save_checkpoint
-from edgedet.train.engine import (append_csv, check_settings, make_loader, param_groups, restore_rng_state,
+from edgedet.train.engine import (check_settings, interrupted_message, make_loader, param_groups, restore_rng_state,
                                   resume_path, rng_state, seed_everything, select_device, step_progress, to_device,
-                                  warmup_cosine)
+                                  warmup_cosine, write_log_csv)
 
 
 @dataclass
@@ -157,9 +157,14 @@ def load_devices(config: SearchConfig, space: SearchSpace, imgsz: int) -> list[D
     from edgedet.devices.builder import get_or_build_profile
 
     targets = config.target_ms * len(config.devices) if len(config.target_ms) == 1 else config.target_ms
-    devices = []
+    devices, seen = [], {}
     for index, name in enumerate(config.devices):
-        model = get_or_build_profile(name).latency_model(config.precision)
+        profile = get_or_build_profile(name, space, imgsz, config.precision)
+        if profile.id in seen:  # an alias of a device already given would count it twice
+            raise UsageError(f"--device {seen[profile.id]} and --device {name} are one profile ({profile.id}): "
+                             "give each device once")
+        seen[profile.id] = name
+        model = profile.latency_model(config.precision)
         devices.append(DeviceLatency.from_model(name, model, space, imgsz, targets[index] if targets else None))
     return devices
 
@@ -341,7 +346,8 @@ class Searcher:
                 "loss_det_w", *(f"ms_{d.name}" for d in self.devices), "entropy", "images_per_s", "epoch_s"]
 
     def fit(self) -> SearchResult:
-        """Run to ``config.epochs``, then derive and write the architecture. Ctrl-C saves ``last.pt`` and re-raises."""
+        """Run to ``config.epochs``, then derive and write the architecture. Ctrl-C keeps the last finished epoch's
+        ``last.pt`` (saved as each epoch ends) and re-raises."""
         config = self.config
         atomic_write_json(self.run_dir / "config.json", asdict(config) | {"imgsz": self.imgsz})
         per_epoch = [len(self.weight_loader) + (len(self.theta_loader) if e >= config.warmup_epochs else 0)
@@ -356,13 +362,12 @@ class Searcher:
                     self.search_s += row["epoch_s"]
                     self.history.append(row)
                     self.probs_history.append(self._probs())
-                    append_csv(self.run_dir / "log.csv", row, self.log_keys())
+                    write_log_csv(self.run_dir / "log.csv", self.history, self.log_keys())
                     save_checkpoint(self.run_dir / "last.pt", self.state(epoch + 1))
                     shown = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
                     stderr.print(shown, highlight=False)
             except KeyboardInterrupt:
-                save_checkpoint(self.run_dir / "last.pt", self.state(epoch))
-                stderr.print(f"interrupted: saved {self.run_dir / 'last.pt'}; continue with --resume")
+                stderr.print(interrupted_message(self.run_dir / "last.pt", epoch))
                 raise
         return self.finish()
 

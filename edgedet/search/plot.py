@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 
+from edgedet.io import atomic_write_bytes
 from edgedet.space.spaces import OP_NAMES
 
 
@@ -40,7 +42,7 @@ def plot_probs(history: list[np.ndarray], path: Path, *, title: str) -> Path:
     fig.legend(OP_NAMES, loc="lower center", ncol=len(OP_NAMES), fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    return path
+    return atomic_write_bytes(path, png.getvalue())  # a Ctrl-C never leaves half a picture

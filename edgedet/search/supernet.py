@@ -97,7 +97,7 @@ class SuperBackbone(nn.Module):
         if imgsz < 64:
             raise UsageError(f"--imgsz {imgsz}: the search needs at least 64 (batch norm of a one-sample group at "
                              "stride 32 would see a single value)")
-        self.space, self.imgsz, self.mode, self.temperature = space, imgsz, mode, temperature
+        self.space, self.mode, self.temperature = space, mode, temperature
         self.stem = make_stem(space.stem_out, space.act)
         self.layers = nn.ModuleList(MixedOp(layer, space) for layer in layers)
         mask = torch.zeros(len(layers), len(OP_NAMES), dtype=torch.bool)

@@ -1,5 +1,5 @@
 """The training engine: AdamW/SGD with warm-up + cosine, EMA weights, gradient clipping, per-epoch atomic
-checkpoints, exact ``--resume``, Ctrl-C that saves, best checkpoint by val AP, CSV (and TensorBoard) logs.
+checkpoints that Ctrl-C leaves intact, exact ``--resume``, best checkpoint by val AP, CSV (and TensorBoard) logs.
 
 Run folder (``runs/train/<name>/``): ``config.json`` (resolved settings), ``last.pt``, ``best.pt``, ``log.csv``.
 Multi-GPU: launch with ``torchrun --nproc_per_node N -m edgedet train ...``; with ``WORLD_SIZE`` set the engine
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import math
 import os
 import random
@@ -33,7 +34,7 @@ from edgedet.detect.model import HEADS, Detector, build_detector
 from edgedet.detect.predict import TorchPredictor
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.evaluate.images import evaluate_predictor
-from edgedet.io import atomic_write_json
+from edgedet.io import atomic_write_json, atomic_write_text
 from edgedet.progress import stderr
 from edgedet.space.archspec import ArchSpec
 from edgedet.train.checkpoint import read_checkpoint, save_checkpoint
@@ -129,14 +130,26 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Every random generator a run draws from, for a checkpoint that resumes exactly."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every random generator a run draws from (CUDA's too: the search's Gumbel noise is drawn on the GPU), for a
+    checkpoint that resumes exactly."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"torch": torch.get_rng_state(), "cuda": cuda, "numpy": np.random.get_state(), "python": random.getstate()}
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
+
+
+def interrupted_message(last: Path, epoch: int) -> str:
+    """What Ctrl-C in ``epoch`` (0-based) leaves: the checkpoint of the last finished epoch, untouched, so that
+    ``--resume`` redoes the unfinished one from the same state, order and random draws (exact)."""
+    if not last.exists():
+        return "interrupted in epoch 1: no epoch finished, nothing to resume (run it again)"
+    return f"interrupted in epoch {epoch + 1}: {last} holds epoch {epoch}; --resume redoes epoch {epoch + 1} exactly"
 
 
 def make_loader(dataset: Dataset, *, batch: int, workers: int, sampler: DistributedSampler | None = None
@@ -162,14 +175,14 @@ def step_progress(*, disable: bool) -> Progress:
     return Progress(*columns, console=stderr, transient=True, disable=disable or not stderr.is_terminal)
 
 
-def append_csv(path: Path, row: dict[str, Any], keys: list[str]) -> None:
-    """Append one row (columns ``keys``; other entries ignored), writing the header when the file is new."""
-    new = not path.exists()
-    with path.open("a", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=keys, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+def write_log_csv(path: Path, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """The whole per-epoch history as CSV (columns ``keys``; other entries ignored), rewritten atomically each
+    epoch so that the log always agrees with the checkpoint it sits beside, across Ctrl-C and --resume."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def param_groups(params: Iterable[torch.nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
@@ -294,14 +307,15 @@ class Trainer:
 
     def log(self, row: dict[str, Any]) -> None:
         keys = ["epoch", "loss_cls", "loss_box", "lr", "images_per_s", "epoch_s", "AP", "AP50"]
-        append_csv(self.run_dir / "log.csv", row, keys)
+        write_log_csv(self.run_dir / "log.csv", self.history, keys)
         if self.writer:
             for key, value in row.items():
                 if key != "epoch" and isinstance(value, float):
                     self.writer.add_scalar(key, value, row["epoch"])
 
     def fit(self) -> dict[str, Any]:
-        """Train to ``config.epochs``; returns the final metrics. Ctrl-C saves ``last.pt`` and re-raises."""
+        """Train to ``config.epochs``; returns the final metrics. Ctrl-C keeps the last finished epoch's ``last.pt``
+        (saved as each epoch ends) and re-raises."""
         self.writer = None
         if self.rank == 0:
             atomic_write_json(self.run_dir / "config.json", asdict(self.config) | {"arch": str(self.arch)})
@@ -329,8 +343,7 @@ class Trainer:
                     stderr.print(shown, highlight=False)
         except KeyboardInterrupt:
             if self.rank == 0:
-                save_checkpoint(self.run_dir / "last.pt", self.state(epoch))
-                stderr.print(f"interrupted: saved {self.run_dir / 'last.pt'}; continue with --resume")
+                stderr.print(interrupted_message(self.run_dir / "last.pt", epoch))
             raise
         return self.history[-1] if self.history else {}
 

@@ -95,3 +95,22 @@ def test_changing_the_devices_redoes_every_stage(tmp_path):
     assert ran == ["profile", "search"]  # the second run skipped both
     run(PipelineConfig(devices=["raspi4"], data="d", preset="fast"))
     assert ran == ["profile", "search"] * 2
+
+
+def test_a_baseline_that_is_another_one_is_trained_once(in_tmp, monkeypatch):
+    """Lite0 scaled to Lite0's own latency is Lite0 at its own size: one training serves both rows."""
+    from edgedet.pipeline import stages
+    from edgedet.pipeline.run import PipelineConfig
+
+    trained = []
+    monkeypatch.setattr(stages, "_train", lambda config, arch, run, *args, **kw: trained.append(run.name) or
+                        {"checkpoint": str(run / "best.pt"), "AP": 1.0, "AP50": 2.0, "log": ""})
+    lite0 = ArchSpec.default("lite0")
+    lite0_ms = predict_ms(get_profile("jetson").latency_model(), lite0)
+    search = {"arch": str(lite0), "devices": [{"device": "jetson", "precision": "fp16", "predicted_ms": lite0_ms}]}
+    archs = ["lite0", "lite0-scaled", "ssdlite"]
+    config = PipelineConfig(["jetson"], "data", "full", overrides={"baselines": {"archs": archs}})
+    out = stages.baselines_stage(config, in_tmp, {"search": search}, resume=False)
+    assert trained == ["lite0", "ssdlite"]  # the scaled one is Lite0 at 320; SSDlite has another head
+    assert out["lite0-scaled"]["arch"].startswith("lite0@320")
+    assert out["lite0-scaled"]["checkpoint"] == out["lite0"]["checkpoint"]

@@ -79,9 +79,16 @@ def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resu
         models[name] = baseline._replace(arch=str(spec))
     random_archs = matched_random_archs(context["search"], settings.get("random", 0), settings.get("match_pct", 5.0))
     models |= {name: Baseline(arch) for name, arch in random_archs.items()}
-    return {name: {"arch": b.arch, "head": b.head,
-                   **_train(config, b.arch, folder / "baselines" / name, resume, b.head, own_imgsz=b.scaled)}
-            for name, b in models.items()}
+    out, trained = {}, {}  # one training per distinct detector (Lite0 scaled to Lite0's own latency is Lite0)
+    for name, b in models.items():
+        spec = ArchSpec.parse(b.arch)
+        size = spec.imgsz if b.scaled else config.stage("train").get("imgsz") or spec.imgsz  # as _train trains it
+        detector = (str(spec.with_imgsz(size)), b.head)
+        if detector not in trained:
+            trained[detector] = _train(config, b.arch, folder / "baselines" / name, resume, b.head,
+                                       own_imgsz=b.scaled)
+        out[name] = {"arch": b.arch, "head": b.head, **trained[detector]}
+    return out
 
 
 def matched_random_archs(search: dict[str, Any], count: int, match_pct: float) -> dict[str, str]:

@@ -71,6 +71,7 @@ from edgedet.train.checkpoint import read_checkpoint
 from train_throughput import random_batch  # benchmarks/ is the script's folder
 
 CPU_MIN_PER_MODEL = 15  # the issue's training budget per model on this machine
+MATCHED_LR = 1e-3  # the matched trainings' AdamW peak learning rate (runs at another --train-lr keep their own folders)
 HOST = "xeon-2vcpu"  # this machine's measured profile (fp32 and int8 LUTs, lite0@320)
 FBNET_GPU_HOURS = 216  # FBNet's search on ImageNet (Wu et al. 2019)
 console = Console()
@@ -245,7 +246,8 @@ def devices(args: argparse.Namespace) -> dict[str, Any]:
 def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """``edgedet train`` in a child process (its CPU time counted: all of it unless it resumed); the result is kept
     in the run folder."""
-    run = Path("runs/train") / f"bench-matched-{name}{f'-seed{seed}' if seed else ''}"
+    lr_tag = "" if args.train_lr == MATCHED_LR else f"-lr{args.train_lr:g}"
+    run = Path("runs/train") / f"bench-matched-{name}{lr_tag}{f'-seed{seed}' if seed else ''}"
     _redo_unless_same(run, {"arch": str(arch), "imgsz": arch.imgsz, "data": str(args.data),
                             "classes": args.classes.split(","), "epochs": args.train_epochs, "lr": args.train_lr,
                             "seed": seed})
@@ -427,7 +429,8 @@ def main() -> None:
     parser.add_argument("--classes", default="person", help="classes of the matched part's search and trainings")
     parser.add_argument("--train-epochs", type=int, default=6,
                         help=f"epochs of every matched training (≤ {CPU_MIN_PER_MODEL} CPU-minutes each here)")
-    parser.add_argument("--train-lr", type=float, default=1e-3, help="peak learning rate of every matched training")
+    parser.add_argument("--train-lr", type=float, default=MATCHED_LR,
+                        help="peak learning rate of every matched training")
     parser.add_argument("--random", type=int, default=3, help="random architectures of the matched part")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
                         help="matched part: train every model with each seed; AP is their mean")

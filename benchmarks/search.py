@@ -93,8 +93,10 @@ def _all_finite(log: Path) -> bool:
 def _redo_unless_same(run: Path, wanted: dict[str, Any]) -> None:
     """A run folder is reused (finished, or resumed) only when its config.json has these settings; one made with
     others is deleted so that it is redone, not passed off under the new ones."""
-    saved = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else None
-    changed = sorted(key for key, value in wanted.items() if saved is not None and saved.get(key) != value)
+    if not (run / "config.json").exists():
+        return
+    saved = json.loads((run / "config.json").read_text())
+    changed = sorted(key for key, value in wanted.items() if saved.get(key) != value)
     if changed:
         console.print(f"{run}: made with another {', '.join(changed)}; doing it afresh")
         shutil.rmtree(run)

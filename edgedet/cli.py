@@ -202,13 +202,13 @@ def _run_config(stage: str, name: Optional[str], resume: bool, schema: Callable[
     if resume and name is None:
         raise UsageError(f"--resume needs --name NAME of the {stage} run to continue")
     folder = run_dir(stage, name)
+    given = {} if epochs is None else {"epochs": epochs}
     if resume and (folder / "config.json").exists():
-        saved = json.loads((folder / "config.json").read_text())
-        return folder, schema(saved if epochs is None else {**saved, "epochs": epochs})
+        return folder, schema(json.loads((folder / "config.json").read_text()) | given)
     if not resume and (folder / "last.pt").exists():
         raise UsageError(f"{folder} already holds a {stage} run: add --resume to continue it, or choose another "
                          "--name")
-    return folder, schema(fresh())
+    return folder, schema(fresh() | given)
 
 
 @app.command("train")
@@ -243,9 +243,9 @@ def train_command(
     from edgedet.train.engine import TrainConfig, train
 
     folder, config = _run_config("train", name, resume, TrainConfig.from_dict, epochs, lambda: dict(
-        arch=arch, data=str(_data_or_synthetic(data)), classes=_class_list(classes), imgsz=imgsz,
-        epochs=30 if epochs is None else epochs, batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained,
-        head=head, workers=workers, seed=seed, eval_every=eval_every, device=device_type))
+        arch=arch, data=str(_data_or_synthetic(data)), classes=_class_list(classes), imgsz=imgsz, batch=batch, lr=lr,
+        optimizer=optimizer, pretrained=pretrained, head=head, workers=workers, seed=seed, eval_every=eval_every,
+        device=device_type))
     final = train(config, folder, resume=resume)
     ap, ap50 = final.get("AP", float("nan")), final.get("AP50", float("nan"))
     console.print(f"trained {folder}: AP {ap:.1f}  AP50 {ap50:.1f}  (best.pt, last.pt, log.csv)")
@@ -445,9 +445,9 @@ def search_command(
 
     folder, config = _run_config("search", name, resume, SearchConfig.from_dict, epochs, lambda: dict(
         devices=device, precision=precision, objective=objective, target_ms=target_ms or [], budget_use=budget_use,
-        space=space, reference_prior=reference_prior, imgsz=imgsz, epochs=8 if epochs is None else epochs,
-        warmup_epochs=warmup_epochs, data=str(_data_or_synthetic(data)), classes=_class_list(classes), mode=mode,
-        batch=batch, lr=lr, arch_lr=arch_lr, workers=workers, seed=seed, device=device_type))
+        space=space, reference_prior=reference_prior, imgsz=imgsz, warmup_epochs=warmup_epochs,
+        data=str(_data_or_synthetic(data)), classes=_class_list(classes), mode=mode, batch=batch, lr=lr,
+        arch_lr=arch_lr, workers=workers, seed=seed, device=device_type))
     result = search(config, folder, resume=resume)
     table = Table("device", "precision", "predicted ms", "target ms", "reference ms", "fastest ms",
                   title=str(result.arch))

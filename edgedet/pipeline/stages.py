@@ -47,12 +47,18 @@ def search_stage(config: PipelineConfig, folder: Path, context: Context, resume:
             "log": str(run / "log.csv"), "probs_png": str(run / "probs.png")}
 
 
-def _train(config: PipelineConfig, arch: str, run: Path, resume: bool, head: str = "edgedet",
-           own_imgsz: bool = False) -> dict[str, Any]:
-    """Train with the pipeline's recipe; ``own_imgsz`` keeps the ArchSpec's input size instead of the recipe's."""
+def _train_config(config: PipelineConfig, arch: str, head: str = "edgedet", own_imgsz: bool = False) -> TrainConfig:
+    """The pipeline's recipe for ``arch``; ``own_imgsz`` keeps the ArchSpec's input size instead of the recipe's."""
     settings = {"arch": arch, "data": config.data, "classes": config.classes, "device": config.device_type,
                 **config.stage("train"), "head": head} | ({"imgsz": None} if own_imgsz else {})
-    final = train(TrainConfig.from_dict(settings), run, resume=resume and (run / "last.pt").exists())
+    return TrainConfig.from_dict(settings)
+
+
+def _train(config: PipelineConfig, arch: str, run: Path, resume: bool, head: str = "edgedet",
+           own_imgsz: bool = False) -> dict[str, Any]:
+    """Train with the pipeline's recipe (``_train_config``)."""
+    train_config = _train_config(config, arch, head, own_imgsz)
+    final = train(train_config, run, resume=resume and (run / "last.pt").exists())
     checkpoint = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
     return {"checkpoint": str(checkpoint), "AP": final.get("AP"), "AP50": final.get("AP50"),
             "log": str(run / "log.csv")}
@@ -81,9 +87,7 @@ def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resu
     models |= {name: Baseline(arch) for name, arch in random_archs.items()}
     out, trained = {}, {}  # one training per distinct detector (Lite0 scaled to Lite0's own latency is Lite0)
     for name, b in models.items():
-        spec = ArchSpec.parse(b.arch)
-        size = spec.imgsz if b.scaled else config.stage("train").get("imgsz") or spec.imgsz  # as _train trains it
-        detector = (str(spec.with_imgsz(size)), b.head)
+        detector = (str(_train_config(config, b.arch, b.head, b.scaled).trained_arch()), b.head)
         if detector not in trained:
             trained[detector] = _train(config, b.arch, folder / "baselines" / name, resume, b.head,
                                        own_imgsz=b.scaled)

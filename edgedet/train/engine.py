@@ -67,6 +67,11 @@ class TrainConfig:
     max_eval_images: int | None = None
     device: str = "auto"  # auto | cpu | cuda
 
+    def trained_arch(self) -> ArchSpec:
+        """The ArchSpec at the input size this run trains at (``imgsz`` when set, else the ArchSpec's own)."""
+        arch = ArchSpec.load(self.arch)
+        return arch.with_imgsz(self.imgsz) if self.imgsz else arch
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         """Unknown keys fail with the closest known one (a typo must not silently change nothing)."""
@@ -212,9 +217,7 @@ class Trainer:
             self.rank = 0
         self.device = select_device(self.config.device)
         seed_everything(self.config.seed)
-        self.arch = ArchSpec.load(self.config.arch)
-        if self.config.imgsz:
-            self.arch = self.arch.with_imgsz(self.config.imgsz)
+        self.arch = self.config.trained_arch()
         data = Path(self.config.data)
         self.train_set = CocoDetection(data, "train", classes=self.config.classes,
                                        transforms=train_transforms(self.arch.imgsz))

@@ -103,7 +103,7 @@ def test_a_baseline_that_is_another_one_is_trained_once(in_tmp, monkeypatch):
     from edgedet.pipeline.run import PipelineConfig
 
     trained = []
-    monkeypatch.setattr(stages, "_train", lambda config, arch, run, *args, **kw: trained.append(run.name) or
+    monkeypatch.setattr(stages, "_train", lambda recipe, run, resume: trained.append(run.name) or
                         {"checkpoint": str(run / "best.pt"), "AP": 1.0, "AP50": 2.0, "log": ""})
     lite0 = ArchSpec.default("lite0")
     lite0_ms = predict_ms(get_profile("jetson").latency_model(), lite0)

@@ -54,18 +54,16 @@ def _train_config(config: PipelineConfig, arch: str, head: str = "edgedet", own_
     return TrainConfig.from_dict(settings)
 
 
-def _train(config: PipelineConfig, arch: str, run: Path, resume: bool, head: str = "edgedet",
-           own_imgsz: bool = False) -> dict[str, Any]:
-    """Train with the pipeline's recipe (``_train_config``)."""
-    train_config = _train_config(config, arch, head, own_imgsz)
-    final = train(train_config, run, resume=resume and (run / "last.pt").exists())
+def _train(recipe: TrainConfig, run: Path, resume: bool) -> dict[str, Any]:
+    """Train ``recipe`` into ``run`` (resumed when asked and a checkpoint is there); where its results are."""
+    final = train(recipe, run, resume=resume and (run / "last.pt").exists())
     checkpoint = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
     return {"checkpoint": str(checkpoint), "AP": final.get("AP"), "AP50": final.get("AP50"),
             "log": str(run / "log.csv")}
 
 
 def train_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
-    return _train(config, context["search"]["arch_json"], folder / "train", resume)
+    return _train(_train_config(config, context["search"]["arch_json"]), folder / "train", resume)
 
 
 def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
@@ -87,10 +85,10 @@ def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resu
     models |= {name: Baseline(arch) for name, arch in random_archs.items()}
     out, trained = {}, {}  # one training per distinct detector (Lite0 scaled to Lite0's own latency is Lite0)
     for name, b in models.items():
-        detector = (str(_train_config(config, b.arch, b.head, b.scaled).trained_arch()), b.head)
+        recipe = _train_config(config, b.arch, b.head, own_imgsz=b.scaled)
+        detector = (str(recipe.trained_arch()), b.head)
         if detector not in trained:
-            trained[detector] = _train(config, b.arch, folder / "baselines" / name, resume, b.head,
-                                       own_imgsz=b.scaled)
+            trained[detector] = _train(recipe, folder / "baselines" / name, resume)
         out[name] = {"arch": b.arch, "head": b.head, **trained[detector]}
     return out
 

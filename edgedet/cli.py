@@ -184,10 +184,12 @@ DeviceType = Annotated[str, typer.Option("--device-type", help="auto (CUDA when 
 
 
 def _data_or_synthetic(data: Optional[Path]) -> Path:
-    """The user's COCO folder, or the embedded synthetic set (made once under runs/data/synthetic)."""
+    """The user's dataset folder (COCO, YOLO or VOC), or the embedded synthetic set (made once under
+    runs/data/synthetic)."""
     if data is not None:
-        if not data.is_dir():
-            raise UsageError(f"--data {data}: no such folder (expected annotations/ and image folders)")
+        from edgedet.data.formats import detect_format
+
+        detect_format(data)  # one clear line now for a folder that is no dataset, not after minutes of work
         return data
     from edgedet.data.synthetic import make_synthetic
 
@@ -211,14 +213,47 @@ def _run_config(stage: str, name: Optional[str], resume: bool, schema: Callable[
     return folder, schema(fresh() | given)
 
 
+def _settings(config_file: Optional[Path], items: Optional[list[str]]) -> dict[str, Any]:
+    """``--config FILE.yaml`` then ``--set key=value`` (values read as YAML), over the command's options."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            values = yaml.safe_load(config_file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise UsageError(f"--config {config_file}: cannot read it as YAML ({str(err).splitlines()[0]})") from err
+        if not isinstance(values, dict):
+            raise UsageError(f"--config {config_file}: expected a mapping of setting: value")
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item}: use KEY=VALUE, e.g. --set weight_decay=0.01")
+        values[key.strip()] = yaml.safe_load(value)
+    return values
+
+
+DataDirs = Annotated[Optional[list[Path]], typer.Option(
+    "--data", help="Dataset folder: COCO (annotations/instances_*.json), YOLO (data.yaml, or images/ + labels/) or "
+                   "Pascal VOC, detected from the folder. Repeat it to train on the union (classes matched by "
+                   "name). Default: the synthetic set.")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="YAML file of settings (keys as for --set).")]
+SetItems = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Any setting as KEY=VALUE (repeat), over the options above, e.g. --set warmup_epochs=1 --set "
+                  "ema_decay=0.999 --set weight_decay=0.01 --set box_weighting=score; a wrong key is named.")]
+
+
 @app.command("train")
 def train_command(
-    data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (default: the synthetic set).")] = None,
+    data: DataDirs = None,
     arch: Annotated[str, typer.Option(help="ArchSpec string or arch.json from a search.")] = "lite0@320",
     classes: Classes = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Input size (default: the ArchSpec's).")] = None,
     epochs: Annotated[Optional[int], typer.Option(
         help="Training epochs (default 30; with --resume, the run's own unless given).")] = None,
+    time: Annotated[Optional[str], typer.Option(
+        help="Time budget, e.g. 90m or 1.5h: the epochs are re-planned after each one so that warm-up + cosine "
+             "end when the time is up (overrides --epochs).")] = None,
     batch: Annotated[int, typer.Option(help="Images per step.")] = 16,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
     optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
@@ -229,26 +264,36 @@ def train_command(
     workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for weights, data order and augmentation.")] = 0,
     eval_every: Annotated[int, typer.Option(help="Evaluate on val every N epochs (and at the end).")] = 5,
+    eval_images: Annotated[Optional[int], typer.Option(
+        help="Val images (the first N of the first dataset) evaluated during training; the whole val of every "
+             "dataset at the end.")] = 500,
+    config_file: ConfigFile = None,
+    set_: SetItems = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder runs/train/NAME (default: next number).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue runs/train/NAME from its last.pt.")] = False,
     device_type: DeviceType = "auto",
     json_out: JsonOut = None,
 ) -> None:
-    """Train a detector on COCO-format data: EMA, warm-up + cosine, a checkpoint every epoch, best by val AP.
-    Ctrl-C keeps the last finished epoch; --resume continues exactly. Multi-GPU: torchrun --nproc_per_node N -m
-    edgedet train ...
+    """Train a detector on COCO, YOLO or VOC data (one dataset or several): EMA, warm-up + cosine (or a --time
+    budget), a checkpoint every epoch, best by val AP. Ctrl-C keeps the last finished epoch; --resume continues
+    exactly. Multi-GPU: torchrun --nproc_per_node N -m edgedet train ...
 
-    Example: edgedet train --data ../shared/datasets/coco-mini --classes person --name person
+    Example: edgedet train --data ../shared/datasets/people --time 90m --name people
     """
     from edgedet.train.engine import TrainConfig, train
 
     folder, config = _run_config("train", name, resume, TrainConfig.from_dict, epochs, lambda: dict(
-        arch=arch, data=str(_data_or_synthetic(data)), classes=_class_list(classes), imgsz=imgsz, batch=batch, lr=lr,
-        optimizer=optimizer, pretrained=pretrained, head=head, workers=workers, seed=seed, eval_every=eval_every,
-        device=device_type))
+        arch=arch, data=[str(_data_or_synthetic(d)) for d in data or [None]], classes=_class_list(classes),
+        imgsz=imgsz, time=time, batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained, head=head,
+        workers=workers, seed=seed, eval_every=eval_every, max_eval_images=eval_images, device=device_type,
+    ) | _settings(config_file, set_))
     final = train(config, folder, resume=resume)
     ap, ap50 = final.get("AP", float("nan")), final.get("AP50", float("nan"))
-    console.print(f"trained {folder}: AP {ap:.1f}  AP50 {ap50:.1f}  (best.pt, last.pt, log.csv)")
+    console.print(f"trained {folder}: AP {ap:.1f}  AP50 {ap50:.1f} on {Path(config.data[0]).name} val "
+                  "(best.pt, last.pt, log.csv, final_eval.json)")
+    for key, value in final.items():
+        if key.endswith(".AP") and len(config.data) > 1:
+            console.print(f"  {key[:-3]} val: AP {value:.1f}  AP50 {final[key + '50']:.1f}")
     _write_json(json_out, {k: v for k, v in final.items() if isinstance(v, (int, float))})
 
 
@@ -640,6 +685,49 @@ def data_stats(
     console.print(f"{stats['annotation_file']}: {stats['images']} images, {stats['annotations']} annotations "
                   f"({stats['crowd']} crowd), {stats['negatives']} images without any")
     _write_json(json_out, stats)
+
+
+@app.command("label")
+def label_command(
+    source: Annotated[Path, typer.Argument(help="An image folder, a video file, or a dataset folder (COCO, YOLO or "
+                                                "VOC) whose labels are kept.")],
+    teacher: Annotated[list[str], typer.Option(
+        help="A teacher ONNX model (repeat for an ensemble, fused by weighted box fusion): an edgedet export with "
+             "its model.json, or a COCO peer (FastestDet, NanoDet, PicoDet, YOLOX; PATH.onnx:ADAPTER names one).")],
+    out: Annotated[Path, typer.Option(help="Folder to write in COCO layout (annotations/instances_train.json, "
+                                           "train/); the same command again resumes it.")],
+    classes: Classes = None,
+    conf: Annotated[float, typer.Option(help="Keep fused boxes scoring at least this.")] = 0.3,
+    frame_step: Annotated[int, typer.Option(help="Video: label every Nth frame.")] = 10,
+    min_change: Annotated[float, typer.Option(help="Video: drop a frame whose 32x32 grey thumbnail differs from the "
+                                                   "last kept one by less than this (mean grey levels; 0 keeps "
+                                                   "all).")] = 1.5,
+    split: Annotated[str, typer.Option(help="Dataset source: the split to label.")] = "train",
+    max_images: Annotated[Optional[int], typer.Option(help="Stop after the first N images (a rerun with more "
+                                                           "continues).")] = None,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads per teacher.")] = 2,
+    json_out: JsonOut = None,
+) -> None:
+    """Label images with COCO-trained teachers into a COCO-format dataset for a student: teacher boxes carry a
+    "score", a dataset's own annotations are kept and win (teachers only add classes it does not annotate).
+
+    Example: edgedet label photos/ --teacher picodet_s_512.onnx --teacher yolox_nano.onnx --classes person --out labelled
+    """
+    from edgedet.label.labeler import label_source
+
+    summary = label_source(source, teacher, out, classes=_class_list(classes), conf=conf, frame_step=frame_step,
+                           min_change=min_change, split=split, max_images=max_images, threads=threads)
+    table = Table("class", "teacher boxes", "ground truth")
+    for name in dict.fromkeys([*summary.ground_truth, *summary.teacher_boxes]):
+        boxes, truth = summary.teacher_boxes.get(name), summary.ground_truth.get(name)
+        if boxes or truth:
+            table.add_row(name, "-" if boxes is None else str(boxes), "-" if truth is None else str(truth))
+    console.print(table)
+    others = {"from an earlier run": summary.reused, "unreadable": summary.unreadable,
+              "near-duplicate frames dropped": summary.duplicates}
+    console.print(f"wrote {summary.annotations}: {summary.images} images, {summary.labelled} labelled at "
+                  f"{summary.images_per_s:.1f} images/s" + "".join(f", {n} {what}" for what, n in others.items() if n))
+    _write_json(json_out, summary.to_json())
 
 
 def main() -> None:

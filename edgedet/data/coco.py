@@ -13,6 +13,8 @@ files become RGB); after ``edgedet.data.transforms`` H = W = imgsz. ``target``::
     boxes        tv_tensors.BoundingBoxes (N, 4) float32 XYXY in image pixels, canvas_size (H, W)
     labels       int64 (N,): 0..K-1, index into dataset.class_names / dataset.category_ids
     crowd_boxes  tv_tensors.BoundingBoxes (M, 4): iscrowd=1 regions; not targets, predictions inside are ignored
+    annotated    bool (K,): the classes this image's dataset annotates; a class it does not annotate is unknown
+                 there, not background (several datasets in one run, ``UnionDetection``)
     image_id     int, the COCO image id
     orig_size    (h, w) of the image file
     scale        float: model pixels per original pixel (the letterbox scale; 1.0 without transforms),
@@ -41,7 +43,8 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torchvision import tv_tensors
 
-from edgedet.data.annotations import find_split, load_coco, select_categories
+from edgedet.data.annotations import annotated_classes, find_split, load_coco, select_categories
+from edgedet.data.formats import canonical_name, category_for
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.progress import progress_track, stderr
 
@@ -76,9 +79,10 @@ def _xyxy(anns: list[dict], height: int, width: int) -> tuple[np.ndarray, np.nda
     return boxes, keep
 
 
-def _records(coco: COCO, image_dir: Path, category_ids: list[int]) -> list[_Record]:
-    """One record per readable image; unreadable ones are counted in one warning line."""
-    label_of = {cat: label for label, cat in enumerate(category_ids)}
+def _records(coco: COCO, image_dir: Path, category_ids: list[int | None]) -> list[_Record]:
+    """One record per readable image; unreadable ones are counted in one warning line. A class whose category id
+    is None is not in this split."""
+    label_of = {cat: label for label, cat in enumerate(category_ids) if cat is not None}
     records, bad = [], []
     image_ids = sorted(coco.getImgIds())
     for image_id in progress_track(image_ids, "checking images"):
@@ -100,15 +104,23 @@ def _records(coco: COCO, image_dir: Path, category_ids: list[int]) -> list[_Reco
 class CocoDetection(torch.utils.data.Dataset):
     """A COCO split as ``(image, target)`` samples (see the module docstring), optionally restricted to some classes.
 
-    ``classes`` (COCO names, e.g. ``["person", "car"]``) keeps those categories only, labelled 0..K-1 in that order.
+    ``classes`` (names, e.g. ``["person", "car"]``) keeps those categories only, labelled 0..K-1 in that order;
+    with ``partial`` the split may lack some of them (their ``category_ids`` entry is None, ``annotated`` False).
     ``category_ids[label]`` is the original COCO id and ``coco`` the split's pycocotools object, for evaluation.
     """
 
     def __init__(self, root: Path, split: str, *, classes: list[str] | None = None,
-                 transforms: Callable[[tv_tensors.Image, dict[str, Any]], Sample] | None = None) -> None:
+                 transforms: Callable[[tv_tensors.Image, dict[str, Any]], Sample] | None = None,
+                 partial: bool = False) -> None:
         self.ann_file, self.image_dir = find_split(root, split)
         self.coco = load_coco(self.ann_file)
-        self.category_ids, self.class_names = select_categories(self.coco, classes)
+        self.annotated = annotated_classes(self.coco, classes) if partial and classes else None
+        if self.annotated is not None:
+            present = iter(select_categories(self.coco, [c for c, a in zip(classes, self.annotated) if a])[0])
+            self.category_ids, self.class_names = [next(present) if a else None for a in self.annotated], classes
+        else:
+            self.category_ids, self.class_names = select_categories(self.coco, classes)
+            self.annotated = [True] * len(self.class_names)
         self.transforms = transforms
         self._records = _records(self.coco, self.image_dir, self.category_ids)
         self.image_ids = [r.image_id for r in self._records]
@@ -131,6 +143,7 @@ class CocoDetection(torch.utils.data.Dataset):
             "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(record.boxes), format="XYXY",
                                               canvas_size=(height, width)),
             "labels": torch.from_numpy(record.labels),
+            "annotated": torch.tensor(self.annotated),
             "image_id": record.image_id,
             "orig_size": (height, width),
             "scale": 1.0,
@@ -147,6 +160,48 @@ class CocoDetection(torch.utils.data.Dataset):
             raise EdgedetError(f"could not decode {path} ({err}): replace the file or remove it from "
                                f"{self.ann_file}") from err
         return tv_tensors.Image(torch.from_numpy(rgb.copy()).permute(2, 0, 1))  # (3, H, W)
+
+
+class UnionDetection(torch.utils.data.ConcatDataset):
+    """Several datasets' splits as one, classes matched by name (``--data A --data B``).
+
+    The classes are ``classes`` when given (each must be annotated by at least one dataset), else every dataset's
+    classes in order of first appearance. Each sample's ``annotated`` says which of them its own dataset labels,
+    so merging a person-only set with COCO does not teach that COCO's chairs are background in the person set.
+    """
+
+    def __init__(self, roots: list[Path], split: str, *, classes: list[str] | None = None,
+                 transforms: Callable[[tv_tensors.Image, dict[str, Any]], Sample] | None = None) -> None:
+        names = classes or union_class_names(roots, split)
+        parts = [CocoDetection(root, split, classes=names, transforms=transforms, partial=True) for root in roots]
+        nobody = [name for index, name in enumerate(names) if not any(p.annotated[index] for p in parts)]
+        if nobody:
+            raise UsageError(f"no dataset annotates {', '.join(nobody)}: check --classes against the datasets' "
+                             "class names (`edgedet data stats DIR`)")
+        super().__init__(parts)
+        self.parts, self.class_names = parts, list(names)
+        self.category_ids = [next((p.category_ids[i] for p in parts if p.category_ids[i] is not None),
+                                  category_for(name, i)["id"]) for i, name in enumerate(names)]
+
+    def with_transforms(self, transforms: Callable[[tv_tensors.Image, dict[str, Any]], Sample] | None
+                        ) -> "UnionDetection":
+        """The same splits and classes under other transforms, without reading the annotations again."""
+        other = copy.copy(self)
+        other.parts = [part.with_transforms(transforms) for part in self.parts]
+        other.datasets = other.parts
+        return other
+
+
+def union_class_names(roots: list[Path], split: str) -> list[str]:
+    """Every dataset's class names by first appearance, matched by ``canonical_name``: ``Person`` in one dataset
+    and ``person`` in another are one class."""
+    names: dict[str, str] = {}
+    for root in roots:
+        coco = load_coco(find_split(root, split)[0])
+        for cat in sorted(coco.getCatIds()):
+            name = coco.cats[cat]["name"]
+            names.setdefault(canonical_name(name), name)
+    return list(names.values())
 
 
 def _split_crowd(target: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,8 @@ is trained toward the IoU of each positive's predicted box (soft targets, qualit
 the score the detector reports also ranks its box quality, which is what COCO AP rewards. Why static by default: on
 small data (coco-mini, the synthetic set) task-aligned matching feeds back the model's own early mistakes and scored
 lower at every schedule tried (benchmarks/README.md). Points inside crowd regions that are not positives are ignored
-by the classification loss.
+by the classification loss, and so is every class a target marks as not ``annotated`` in its image (a dataset that
+does not label chairs says nothing about chairs).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from edgedet.errors import UsageError
 
 
 PRIOR_SIDE = 5.0  # prior box side in strides, for the static assignment
+# How each positive's box loss is weighted: "iou" by its soft target (the IoU of its own predicted box, so a box
+# that misses its object gets no box gradient), "score" by its predicted class score (GFL), "uniform" equally.
+BOX_WEIGHTINGS = ("iou", "score", "uniform")
 
 
 def decode_boxes(reg: torch.Tensor, points: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
@@ -61,10 +65,13 @@ def _pad(targets: list[dict[str, torch.Tensor]], key: str, device: torch.device)
 
 class DetectionLoss:
     def __init__(self, num_classes: int, *, top_k: int = 10, alpha: float = 0.5, beta: float = 6.0,
-                 box_weight: float = 2.0, static: bool = True) -> None:
+                 box_weight: float = 2.0, static: bool = True, box_weighting: str = "iou") -> None:
+        if box_weighting not in BOX_WEIGHTINGS:
+            raise UsageError(f"box weighting '{box_weighting}': use one of {', '.join(BOX_WEIGHTINGS)}")
         self.num_classes, self.top_k, self.box_weight = num_classes, top_k, box_weight
         self.alpha, self.beta = alpha, beta
         self.static = static  # the engine may switch to task-aligned after some epochs (TrainConfig)
+        self.box_weighting = box_weighting
 
     @torch.no_grad()
     def assign(self, scores: torch.Tensor, boxes: torch.Tensor, points: torch.Tensor, strides: torch.Tensor,
@@ -117,15 +124,34 @@ class DetectionLoss:
         point_labels = gt_labels.gather(1, best_gt)  # (B, N)
         cls_target.scatter_(2, point_labels[..., None], (soft * positive)[..., None])
         weight = (~self._in_crowd(targets, points, raw.device) | positive).float()[..., None]  # (B, N, 1)
+        weight = weight * self._annotated(targets, logits)  # (B, N, K)
         norm = soft.sum().clamp(min=1.0)
         loss_cls = (quality_focal_loss(logits, cls_target) * weight).sum() / norm
         if positive.any():
             matched = gt_boxes.gather(1, best_gt[..., None].expand(-1, -1, 4))[positive]  # (P, 4)
             box_losses = complete_box_iou_loss(boxes[positive], matched, reduction="none")
-            loss_box = (box_losses * soft[positive]).sum() / norm
+            loss_box = self._weighted_box_loss(box_losses, soft, logits.detach().sigmoid(), point_labels, positive)
         else:
             loss_box = boxes.sum() * 0.0
         return {"loss_cls": loss_cls, "loss_box": self.box_weight * loss_box}
+
+    def _weighted_box_loss(self, box_losses: torch.Tensor, soft: torch.Tensor, scores: torch.Tensor,
+                           point_labels: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+        """The positives' (P,) box losses averaged under ``box_weighting`` (see ``BOX_WEIGHTINGS``)."""
+        if self.box_weighting == "iou":
+            return (box_losses * soft[positive]).sum() / soft.sum().clamp(min=1.0)
+        if self.box_weighting == "score":
+            weights = scores.gather(2, point_labels[..., None])[..., 0][positive]  # (P,)
+        else:
+            weights = torch.ones_like(box_losses)
+        return (box_losses * weights).sum() / weights.sum().clamp(min=1e-6)
+
+    @staticmethod
+    def _annotated(targets: list[dict[str, torch.Tensor]], logits: torch.Tensor) -> torch.Tensor:
+        """(B, 1, K) 1 where the image's dataset annotates the class (all, unless a target says otherwise)."""
+        rows = [t["annotated"].to(logits.device) if "annotated" in t else torch.ones(logits.shape[-1], dtype=torch.bool,
+                device=logits.device) for t in targets]
+        return torch.stack(rows).float()[:, None, :]
 
     @staticmethod
     def _in_crowd(targets: list[dict[str, torch.Tensor]], points: torch.Tensor, device: torch.device) -> torch.Tensor:

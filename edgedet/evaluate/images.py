@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedet.data.annotations import load_coco, select_categories
+from edgedet.data.annotations import annotated_classes, load_coco, select_categories
 from edgedet.errors import UsageError
 from edgedet.evaluate.coco_eval import EvalReport, detections_to_coco, evaluate_coco
 from edgedet.progress import progress_track, stderr
@@ -24,9 +24,18 @@ Predictor = Callable[[np.ndarray], Detections]
 def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, class_names: list[str], *,
                        max_images: int | None = None) -> tuple[EvalReport, list[dict]]:
     """Run ``predict`` on every image of the split (or the first ``max_images``); the COCOeval report and the
-    detections in COCO results format."""
+    detections in COCO results format.
+
+    Classes match by name; a model class the split does not annotate (an 80-class model on a person set) is left
+    out of the evaluation, with its detections, rather than counted as false positives."""
     coco = load_coco(annotations)
+    present = np.array(annotated_classes(coco, class_names), bool)
+    if not present.any():
+        raise UsageError(f"none of the model's classes ({', '.join(class_names[:5])}...) is annotated in "
+                         f"{annotations}: evaluate it on data with those classes")
+    class_names = [name for name, kept in zip(class_names, present) if kept]
     category_ids, _ = select_categories(coco, class_names)
+    new_label = np.cumsum(present) - 1  # model label -> label among the kept classes
     image_ids = sorted(coco.getImgIds())[:max_images]
     results, evaluated, unreadable = [], [], 0
     for image_id in progress_track(image_ids, f"evaluating {len(image_ids)} images"):
@@ -34,7 +43,10 @@ def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, clas
         if image is None:
             unreadable += 1
             continue
-        results += detections_to_coco(image_id, predict(image), category_ids)
+        det = predict(image)
+        kept = present[det.labels]
+        det = Detections(det.boxes_xyxy[kept], det.scores[kept], new_label[det.labels[kept]])
+        results += detections_to_coco(image_id, det, category_ids)
         evaluated.append(image_id)
     if not evaluated:
         raise UsageError(f"no readable images in {images}")

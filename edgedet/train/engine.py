@@ -1,7 +1,17 @@
 """The training engine: AdamW/SGD with warm-up + cosine, EMA weights, gradient clipping, per-epoch atomic
 checkpoints that Ctrl-C leaves intact, exact ``--resume``, best checkpoint by val AP, CSV (and TensorBoard) logs.
 
-Run folder (``runs/train/<name>/``): ``config.json`` (resolved settings), ``last.pt``, ``best.pt``, ``log.csv``.
+Data: one dataset or several (``data`` is a list; classes matched by name, see ``UnionDetection``), in any layout
+``edgedet.data.formats`` reads. During training the EMA model is evaluated on the first ``max_eval_images`` of the
+first dataset's val (a fixed subset, cheap enough to run every epoch); at the end on every dataset's whole val,
+each reported apart (``final_eval.json``).
+
+Time budget (``time``, e.g. ``90m``): after each epoch the run re-plans how many epochs fit in the time left at the
+mean epoch time so far (evaluation included) and stretches or shrinks the cosine to end there, as ultralytics'
+``time=`` does; ``epochs`` then only sizes the first epoch's schedule.
+
+Run folder (``runs/train/<name>/``): ``config.json`` (resolved settings), ``last.pt``, ``best.pt``, ``log.csv``,
+``final_eval.json``.
 Multi-GPU: launch with ``torchrun --nproc_per_node N -m edgedet train ...``; with ``WORLD_SIZE`` set the engine
 wraps the model in DistributedDataParallel and shards the data, and rank 0 alone evaluates and saves.
 """
@@ -28,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from edgedet import __version__
 from edgedet.data.annotations import find_split
-from edgedet.data.coco import CocoDetection, collate
+from edgedet.data.coco import CocoDetection, UnionDetection, collate
 from edgedet.data.transforms import train_transforms
 from edgedet.detect.model import HEADS, Detector, build_detector
 from edgedet.detect.predict import TorchPredictor
@@ -45,16 +55,18 @@ class TrainConfig:
     """Every setting of a training run; saved with the run, so any result can be traced and resumed."""
 
     arch: str = "lite0@320"  # ArchSpec string or arch.json path
-    data: str = ""  # COCO-format folder (annotations/ + image folders)
+    data: list[str] = field(default_factory=list)  # dataset folders (COCO, YOLO or VOC); several train on the union
     classes: list[str] | None = None  # category subset, e.g. ["person"]; None = all
     imgsz: int | None = None  # overrides the ArchSpec's input size
     epochs: int = 30
+    time: str | None = None  # time budget, e.g. "90m", "1.5h": re-plans the epochs to end the cosine on time
     batch: int = 16
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 2.0
     static_assign_epochs: int | None = None  # prior-box matching for N epochs, then task-aligned; None: throughout
+    box_weighting: str = "iou"  # each positive's box loss weight: iou (its own box's), score (GFL) or uniform
     min_lr_ratio: float = 0.05  # cosine ends at lr * this
     ema_decay: float = 0.998
     grad_clip: float = 10.0
@@ -64,7 +76,7 @@ class TrainConfig:
     workers: int = 2
     seed: int = 0
     eval_every: int = 5  # epochs; the last epoch is always evaluated
-    max_eval_images: int | None = None
+    max_eval_images: int | None = 500  # val images evaluated during training; the whole val at the end
     device: str = "auto"  # auto | cpu | cuda
 
     def trained_arch(self) -> ArchSpec:
@@ -76,7 +88,13 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         """Unknown keys fail with the closest known one (a typo must not silently change nothing)."""
         check_settings(cls, values, "training")
+        if isinstance(values.get("data"), str):  # one folder, as older runs saved it
+            values = values | {"data": [values["data"]]}
         config = cls(**values)
+        if not config.data:
+            raise UsageError("no training data: give --data DIR (repeat it to train on several datasets)")
+        if config.time is not None:
+            parse_duration(config.time)
         if config.optimizer not in ("adamw", "sgd"):
             raise UsageError(f"optimizer '{config.optimizer}': use adamw or sgd")
         if config.epochs < 1 or config.batch < 1:
@@ -84,6 +102,20 @@ class TrainConfig:
         if config.head not in HEADS:
             raise UsageError(f"head '{config.head}': use one of {', '.join(HEADS)}")
         return config
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90m``, ``1.5h``, ``600s`` or a bare number of minutes."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = str(text).strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "m")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise UsageError(f"--time {text}: give a positive duration such as 90m, 1.5h or 600s")
+    return seconds
 
 
 def check_settings(schema: type, values: dict[str, Any], what: str) -> None:
@@ -114,18 +146,24 @@ def ema_avg_fn(decay: float):
     return average
 
 
-def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float):
-    """``LambdaLR`` factor: linear warm-up from 1% then cosine down to ``min_ratio`` at ``total_steps``."""
-    warmup = max(1, warmup_steps)
-    total = max(warmup + 1, total_steps)
+class WarmupCosine:
+    """``LambdaLR`` factor: linear warm-up from 1% then cosine down to ``min_ratio`` at ``total_steps``.
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return 0.01 + 0.99 * step / warmup
-        progress = (step - warmup) / (total - warmup)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    An object, not a closure, so ``LambdaLR.state_dict`` saves ``total_steps`` with the run: a time budget moves it.
+    """
 
-    return factor
+    def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float) -> None:
+        self.warmup, self.min_ratio = max(1, warmup_steps), min_ratio
+        self.total_steps = total_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return 0.01 + 0.99 * step / self.warmup
+        progress = (step - self.warmup) / (max(self.warmup + 1, self.total_steps) - self.warmup)
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+warmup_cosine = WarmupCosine
 
 
 def seed_everything(seed: int) -> None:
@@ -218,12 +256,9 @@ class Trainer:
         self.device = select_device(self.config.device)
         seed_everything(self.config.seed)
         self.arch = self.config.trained_arch()
-        data = Path(self.config.data)
-        self.train_set = CocoDetection(data, "train", classes=self.config.classes,
-                                       transforms=train_transforms(self.arch.imgsz))
-        self.val_annotations, self.val_images = find_split(data, "val")
-        if len(self.train_set) == 0:
-            raise UsageError(f"{data}: the training split has no readable images")
+        roots = [Path(d) for d in self.config.data]
+        self.train_set = training_set(roots, self.config.classes, train_transforms(self.arch.imgsz))
+        self.val_splits = {root.name: find_split(root, "val") for root in roots}
         pretrained = self.config.pretrained and self.arch.space == "lite0" and self.arch.width_mult == 1.0
         self.model = build_detector(self.arch, len(self.train_set.class_names), head=self.config.head,
                                     neck_channels=self.config.neck_channels, pretrained=pretrained)
@@ -239,9 +274,10 @@ class Trainer:
         self.loader = make_loader(self.train_set, batch=self.config.batch, workers=self.config.workers,
                                   sampler=self.sampler)
         steps = len(self.loader)
-        schedule = warmup_cosine(int(self.config.warmup_epochs * steps), self.config.epochs * steps,
-                                 self.config.min_lr_ratio)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.schedule = WarmupCosine(int(self.config.warmup_epochs * steps), self.config.epochs * steps,
+                                     self.config.min_lr_ratio)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        self.budget_s = parse_duration(self.config.time) if self.config.time else None
         self.net = (torch.nn.parallel.DistributedDataParallel(self.model) if self.distributed else self.model)
 
     # --- state -------------------------------------------------------------------------------------------------
@@ -273,14 +309,19 @@ class Trainer:
         if isinstance(self.model, Detector):  # edgedet's head: prior-box or task-aligned assignment
             limit = self.config.static_assign_epochs
             self.model.loss.static = limit is None or epoch < limit
+            self.model.loss.box_weighting = self.config.box_weighting
         self.loader.generator.manual_seed(self.config.seed + epoch)  # same order and augmentation on resume
         if self.sampler:
             self.sampler.set_epoch(epoch)
         totals: dict[str, float] = {}
         seen, start = 0, time.perf_counter()
+        time_left = self.budget_s - self.spent_s() if self.budget_s else math.inf
         with step_progress(disable=bool(self.rank)) as bar:
-            task = bar.add_task(f"epoch {epoch + 1}/{self.config.epochs}", total=len(self.loader), status="")
+            task = bar.add_task(f"epoch {epoch + 1}/{self.planned_epochs(self.history)}", total=len(self.loader),
+                                status="")
             for images, targets in self.loader:
+                if time.perf_counter() - start > time_left:  # the budget ends inside this epoch: stop on time
+                    break
                 images, targets = to_device(images, targets, self.device)
                 losses = self.net(images, targets)
                 loss = sum(losses.values())
@@ -302,14 +343,38 @@ class Trainer:
         return {**{k: v / max(seen, 1) for k, v in totals.items()}, "images_per_s": seen / elapsed,
                 "epoch_s": elapsed, "lr": self.optimizer.param_groups[0]["lr"]}
 
-    def evaluate(self) -> dict[str, float]:
-        report, _ = evaluate_predictor(TorchPredictor(self.ema.module), self.val_annotations, self.val_images,
-                                    self.train_set.class_names, max_images=self.config.max_eval_images)
+    def evaluate(self, annotations: Path, images: Path, max_images: int | None) -> dict[str, float]:
+        """The EMA model's AP on a val split (its first ``max_images``), for the classes that split annotates."""
+        start = time.perf_counter()
+        report, _ = evaluate_predictor(TorchPredictor(self.ema.module), annotations, images,
+                                       self.train_set.class_names, max_images=max_images)
         self.ema.module.train()
-        return {"AP": report.metrics["AP"], "AP50": report.metrics["AP50"]}
+        return {"AP": report.metrics["AP"], "AP50": report.metrics["AP50"], "eval_s": time.perf_counter() - start}
+
+    def final_evaluation(self) -> dict[str, float]:
+        """Every dataset's whole val, each apart; ``AP``/``AP50`` are the first dataset's."""
+        results = {name: self.evaluate(*split, None) for name, split in self.val_splits.items()}
+        atomic_write_json(self.run_dir / "final_eval.json", results)
+        first = next(iter(results.values()))
+        flat = {f"{name}.{k}": v for name, r in results.items() for k, v in r.items() if k != "eval_s"}
+        return {"AP": first["AP"], "AP50": first["AP50"], **flat}
+
+    def spent_s(self, rows: list[dict[str, Any]] | None = None) -> float:
+        """Seconds of training and evaluation in ``rows`` (default: the run's history), resumed runs included."""
+        return sum(row["epoch_s"] + row.get("eval_s", 0.0) for row in (self.history if rows is None else rows))
+
+    def planned_epochs(self, rows: list[dict[str, Any]]) -> int:
+        """``epochs``, or under a time budget the epochs of ``rows`` plus those that fit in the time left at their
+        mean time; the cosine is stretched or shrunk to end there."""
+        if self.budget_s is None or not rows:
+            return self.config.epochs
+        spent = self.spent_s(rows)
+        planned = len(rows) + max(0, int((self.budget_s - spent) / (spent / len(rows))))
+        self.schedule.total_steps = planned * len(self.loader)
+        return planned
 
     def log(self, row: dict[str, Any]) -> None:
-        keys = ["epoch", "loss_cls", "loss_box", "lr", "images_per_s", "epoch_s", "AP", "AP50"]
+        keys = ["epoch", "loss_cls", "loss_box", "lr", "images_per_s", "epoch_s", "eval_s", "AP", "AP50"]
         write_log_csv(self.run_dir / "log.csv", self.history, keys)
         if self.writer:
             for key, value in row.items():
@@ -329,12 +394,13 @@ class Trainer:
             except ImportError:
                 pass
         epoch = self.start_epoch
+        first_val = next(iter(self.val_splits.values()))
         try:
-            for epoch in range(self.start_epoch, self.config.epochs):
+            while epoch < self.planned_epochs(self.history):
                 row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
-                last = epoch + 1 == self.config.epochs
+                last = epoch + 1 >= self.planned_epochs(self.history + [row])
                 if self.rank == 0 and (last or (epoch + 1) % self.config.eval_every == 0):
-                    row |= self.evaluate()
+                    row |= self.evaluate(*first_val, self.config.max_eval_images)
                     if row["AP"] > self.best_ap:
                         self.best_ap = row["AP"]
                         save_checkpoint(self.run_dir / "best.pt", self.state(epoch + 1))
@@ -344,11 +410,22 @@ class Trainer:
                     save_checkpoint(self.run_dir / "last.pt", self.state(epoch + 1))
                     shown = "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
                     stderr.print(shown, highlight=False)
+                epoch += 1
         except KeyboardInterrupt:
             if self.rank == 0:
                 stderr.print(interrupted_message(self.run_dir / "last.pt", epoch))
             raise
-        return self.history[-1] if self.history else {}
+        final = (self.history[-1] if self.history else {}) | {"epochs": len(self.history)}
+        return final | self.final_evaluation() if self.rank == 0 else final
+
+
+def training_set(roots: list[Path], classes: list[str] | None, transforms: Any) -> CocoDetection | UnionDetection:
+    """One dataset's train split, or the union of several (classes matched by name); never empty."""
+    dataset = (CocoDetection(roots[0], "train", classes=classes, transforms=transforms) if len(roots) == 1
+               else UnionDetection(roots, "train", classes=classes, transforms=transforms))
+    if len(dataset) == 0:
+        raise UsageError(f"{', '.join(map(str, roots))}: the training split has no readable images")
+    return dataset
 
 
 def train(config: TrainConfig, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:

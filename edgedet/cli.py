@@ -617,7 +617,7 @@ def report_command(
     console.print(f"wrote {rebuild_report(run)}")
 
 
-data_app = typer.Typer(help="COCO-format data: a synthetic set, subsets of COCO, quick statistics.",
+data_app = typer.Typer(help="Datasets (COCO, YOLO, VOC): a synthetic set, subsets of COCO, conversion, statistics.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -665,9 +665,30 @@ def data_coco_subset(
     console.print(f"subset in {out}; look at it with `edgedet data stats {out} --split {split}`")
 
 
+@data_app.command("convert")
+def data_convert(
+    source: Annotated[Path, typer.Argument(help="A dataset folder: YOLO, Pascal VOC or COCO (detected).")],
+    out: Annotated[Path, typer.Option(help="Folder to write (must not exist or be empty).")],
+    to: Annotated[str, typer.Option(help="Target layout: coco.")] = "coco",
+    json_out: JsonOut = None,
+) -> None:
+    """Write a dataset as COCO files: annotations/instances_SPLIT.json per split and its images (hard links).
+    Not needed to train or evaluate (every command reads YOLO and VOC as they are); for tools that want COCO.
+
+    Example: edgedet data convert ../shared/datasets/people --to coco --out people-coco
+    """
+    from edgedet.data.formats import convert_to_coco
+
+    if to != "coco":
+        raise UsageError(f"--to {to}: edgedet writes coco (it reads coco, yolo and voc)")
+    counts = convert_to_coco(source, out)
+    console.print(f"wrote {out}: " + ", ".join(f"{split} {n} images" for split, n in counts.items()))
+    _write_json(json_out, {f"{split}_images": n for split, n in counts.items()})
+
+
 @data_app.command("stats")
 def data_stats(
-    root: Annotated[Path, typer.Argument(help="A COCO-format folder (annotations/instances_SPLIT.json, SPLIT/).")],
+    root: Annotated[Path, typer.Argument(help="A dataset folder: COCO, YOLO or Pascal VOC.")],
     split: Annotated[str, typer.Option(help="Split, e.g. train, val or val2017.")] = "train",
     json_out: JsonOut = None,
 ) -> None:

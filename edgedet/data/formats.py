@@ -29,6 +29,7 @@ are skipped and counted in one warning line naming the first file and line; a la
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -40,7 +41,7 @@ import yaml
 from PIL import Image
 
 from edgedet.errors import UsageError
-from edgedet.io import atomic_write_json
+from edgedet.io import atomic_folder, atomic_write_json, link_or_copy
 from edgedet.progress import progress_track, stderr
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -400,3 +401,35 @@ def converted_split(root: Path, split: str) -> tuple[Path, Path]:
         data["info"]["edgedet_converted"]["skipped"] = skipped.to_json()
         atomic_write_json(target, data)
     return target, folder
+
+
+def available_splits(root: Path) -> list[str]:
+    """The splits a dataset folder holds, in its own names (``train2017``, ``train``...)."""
+    root = Path(root)
+    fmt = detect_format(root)
+    if fmt == "coco":
+        return sorted(p.stem.removeprefix("instances_") for p in (root / "annotations").glob("instances_*.json"))
+    if fmt == "yolo":
+        return list(_yolo_spec(root)["splits"])
+    return sorted(p.stem for p in (root / "ImageSets" / "Main").glob("*.txt") if "_" not in p.stem)
+
+
+def convert_to_coco(source: Path, out: Path) -> dict[str, int]:
+    """Write every split of ``source`` (any layout) as a COCO folder: ``OUT/annotations/instances_<split>.json``
+    and ``OUT/<split>/`` (images hard-linked where possible). Returns the images per split. Never half written;
+    an existing ``out`` is refused."""
+    from edgedet.data.annotations import find_split
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} already exists and is not empty: choose another --out or delete it")
+    counts = {}
+    with atomic_folder(out) as tmp:
+        for split in available_splits(source):
+            annotations, images = find_split(Path(source), split)
+            data = json.loads(annotations.read_text())
+            for image in progress_track(data["images"], f"linking {split} images"):
+                link_or_copy(images / image["file_name"], tmp / split / image["file_name"])
+            atomic_write_json(tmp / "annotations" / f"instances_{split}.json", data)
+            counts[split] = len(data["images"])
+    return counts

@@ -13,9 +13,6 @@ ones is reused. The folder is built beside ``OUT`` and renamed into place, so it
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ import numpy as np
 from edgedet.data.annotations import load_coco, select_categories
 from edgedet.data.annotations import find_split
 from edgedet.errors import UsageError
+from edgedet.io import atomic_folder, link_or_copy
 from edgedet.progress import progress_track
 
 
@@ -51,30 +49,16 @@ def carve_coco_subset(coco_root: Path, split: str, out: Path, *, classes: list[s
         "annotations": coco.loadAnns(coco.getAnnIds(imgIds=image_ids, catIds=category_ids, iscrowd=None)),
         "categories": coco.loadCats(category_ids),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with atomic_folder(out) as tmp:
         split_name = image_dir.name
-        (tmp / split_name).mkdir()
         for image in progress_track(data["images"], f"linking {len(image_ids)} images"):
-            _link_or_copy(image_dir / image["file_name"], tmp / split_name / image["file_name"])
+            source = image_dir / image["file_name"]
+            if not source.is_file():
+                raise UsageError(f"image {source} named in the annotations is missing: complete the COCO download")
+            link_or_copy(source, tmp / split_name / image["file_name"])
         (tmp / "annotations").mkdir()
         (tmp / "annotations" / ann_file.name).write_text(json.dumps(data) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """A hard link costs no space; across file systems (or where links are not allowed) fall back to a copy."""
-    if not source.is_file():
-        raise UsageError(f"image {source} named in the annotations is missing: complete the COCO download")
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def _reuse(out: Path, settings: dict[str, Any]) -> bool:

@@ -1,0 +1,77 @@
+"""Weighted box fusion (Solovyev, Wang and Gabruseva, "Weighted boxes fusion", 2021) of several models'
+detections of one image, in numpy.
+
+Every model's boxes share one label space. Per class, boxes are taken by descending ``score * weight`` and each
+joins the cluster whose fused box it overlaps most at IoU >= ``iou``, else starts a cluster. A cluster's box is the
+``score * weight``-weighted mean of its members' boxes (recomputed as each joins, and matched against). Its score is
+``sum over models of weight * (that model's best score in the cluster) / sum of weights``: a box that one of N equal
+teachers sees keeps 1/N of its score, one all of them see keeps their mean. The paper averages over the cluster's
+boxes and rescales by ``min(models, boxes) / models``; that is the same when each model gives a cluster at most one
+box, and unlike it a model's own weaker duplicate does not lower its best box. Written here rather than taken from
+``ensemble-boxes`` (which wants coordinates normalised to 0..1 and pulls in pandas and numba) as it is 40 lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgedet.runtime.detections import Detections
+
+FUSION_IOU = 0.55  # the paper's
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one (4,) box with each of (M, 4) boxes."""
+    width = (np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])).clip(0)
+    height = (np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])).clip(0)
+    inter = width * height
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / (area + areas - inter + 1e-9)
+
+
+def _clusters(boxes: np.ndarray, weighted: np.ndarray, iou: float) -> list[list[int]]:
+    """Member indices of each cluster of one class's boxes, taken by descending weighted score."""
+    members: list[list[int]] = []
+    fused = np.zeros((0, 4))
+    for index in np.argsort(-weighted, kind="stable"):
+        overlaps = _iou(boxes[index], fused)
+        best = int(overlaps.argmax()) if len(fused) else -1
+        if best < 0 or overlaps[best] < iou:
+            members.append([int(index)])
+            fused = np.vstack([fused, boxes[index]])
+            continue
+        members[best].append(int(index))
+        w = weighted[members[best]]
+        fused[best] = (boxes[members[best]] * w[:, None]).sum(0) / w.sum()
+    return members
+
+
+def weighted_box_fusion(detections: Sequence[Detections], *, weights: Sequence[float] | None = None,
+                        iou: float = FUSION_IOU) -> Detections:
+    """One image's detections by several models (labels in one label space) -> fused detections, best first."""
+    model_weights = np.ones(len(detections)) if weights is None else np.asarray(weights, np.float64)
+    if len(model_weights) != len(detections):
+        raise ValueError(f"{len(model_weights)} weights for {len(detections)} models")
+    if not detections or not sum(len(d) for d in detections):
+        return Detections.empty()
+    boxes = np.concatenate([d.boxes_xyxy for d in detections]).astype(np.float64)
+    scores = np.concatenate([d.scores for d in detections]).astype(np.float64)
+    labels = np.concatenate([d.labels for d in detections])
+    model = np.concatenate([np.full(len(d), m) for m, d in enumerate(detections)])
+    weighted = scores * model_weights[model]
+    out_boxes, out_scores, out_labels = [], [], []
+    for label in np.unique(labels):
+        of_class = np.nonzero(labels == label)[0]
+        for cluster in _clusters(boxes[of_class], weighted[of_class], iou):
+            rows = of_class[cluster]
+            out_boxes.append((boxes[rows] * weighted[rows, None]).sum(0) / weighted[rows].sum())
+            best_per_model = np.zeros(len(detections))
+            np.maximum.at(best_per_model, model[rows], weighted[rows])
+            out_scores.append(best_per_model.sum() / model_weights.sum())
+            out_labels.append(label)
+    order = np.argsort(-np.asarray(out_scores), kind="stable")
+    return Detections(np.asarray(out_boxes, np.float32)[order], np.asarray(out_scores, np.float32)[order],
+                      np.asarray(out_labels, np.int64)[order])

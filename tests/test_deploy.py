@@ -34,16 +34,26 @@ def test_sidecar_carries_what_a_runtime_needs(exported, checkpoint):
     assert card["provenance"]["checkpoint"] == str(checkpoint)
 
 
+def _found_in(a, b) -> np.ndarray:
+    """For each detection of `a`, whether `b` holds it: same class, box within 0.05 px, score within 1e-4."""
+    gap = np.abs(a.boxes_xyxy[:, None] - b.boxes_xyxy[None]).max(-1)
+    gap[(a.labels[:, None] != b.labels[None]) | (np.abs(a.scores[:, None] - b.scores[None]) > 1e-4)] = np.inf
+    return gap.min(1) < 0.05
+
+
 def _assert_onnx_predicts_what_torch_predicts(checkpoint, onnx_model, data, conf: float = 0.01) -> None:
+    """Same scores; same boxes, except where near-tied scores at the max-detections tail keep different ones (the
+    tiny test model scores many boxes alike), so every box clearly above that tail, and most of the tail, match."""
     torch_predict = TorchPredictor(load_detector(checkpoint)[0], conf=conf)
     onnx_predict = OnnxDetector(onnx_model, conf=conf)
     for path in split_images(data, "val")[:3]:
         image = cv2.imread(str(path))
         a, b = torch_predict(image), onnx_predict(image)
         assert len(a) == len(b) > 0
-        order_a, order_b = (np.lexsort(np.round(d.boxes_xyxy, 1).T[::-1]) for d in (a, b))  # near-tied scores
-        np.testing.assert_allclose(a.boxes_xyxy[order_a], b.boxes_xyxy[order_b], atol=0.05)
-        np.testing.assert_allclose(a.scores[order_a], b.scores[order_b], atol=1e-4)
+        np.testing.assert_allclose(np.sort(a.scores), np.sort(b.scores), atol=1e-4)
+        for x, y in ((a, b), (b, a)):
+            found = _found_in(x, y)
+            assert found[x.scores > x.scores.min() + 1e-3].all() and found.mean() > 0.8
 
 
 def test_onnx_runtime_predicts_what_torch_predicts(exported, checkpoint, synthetic_small):

@@ -12,6 +12,8 @@ files become RGB); after ``edgedet.data.transforms`` H = W = imgsz. ``target``::
 
     boxes        tv_tensors.BoundingBoxes (N, 4) float32 XYXY in image pixels, canvas_size (H, W)
     labels       int64 (N,): 0..K-1, index into dataset.class_names / dataset.category_ids
+    scores       float32 (N,): how sure the labeller was, 0..1: an annotation's ``score`` (teacher labels,
+                 ``edgedet label``), 1.0 for ground truth; the loss takes it as a soft target and box weight
     crowd_boxes  tv_tensors.BoundingBoxes (M, 4): iscrowd=1 regions; not targets, predictions inside are ignored
     annotated    bool (K,): the classes this image's dataset annotates; a class it does not annotate is unknown
                  there, not background (several datasets in one run, ``UnionDetection``)
@@ -58,6 +60,7 @@ class _Record:
     path: Path
     boxes: np.ndarray  # (N, 4) float32 xyxy, clipped, at least 1 px each way
     labels: np.ndarray  # (N,) int64, CROWD for crowd regions
+    scores: np.ndarray  # (N,) float32, 1.0 for ground truth
 
 
 def _check_image(path: Path) -> tuple[int, int] | None:
@@ -94,7 +97,8 @@ def _records(coco: COCO, image_dir: Path, category_ids: list[int | None]) -> lis
         anns = [a for a in coco.imgToAnns[image_id] if a["category_id"] in label_of]
         boxes, keep = _xyxy(anns, *size)
         labels = np.array([CROWD if a.get("iscrowd") else label_of[a["category_id"]] for a in anns], np.int64)
-        records.append(_Record(image_id, path, boxes[keep], labels[keep]))
+        scores = np.array([a.get("score", 1.0) for a in anns], np.float32)
+        records.append(_Record(image_id, path, boxes[keep], labels[keep], scores[keep]))
     if bad:
         stderr.print(f"warning: skipped {len(bad)} of {len(image_ids)} images that could not be read "
                      f"(first: {bad[0]})", markup=False, highlight=False, soft_wrap=True)
@@ -143,6 +147,7 @@ class CocoDetection(torch.utils.data.Dataset):
             "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(record.boxes), format="XYXY",
                                               canvas_size=(height, width)),
             "labels": torch.from_numpy(record.labels),
+            "scores": torch.from_numpy(record.scores),
             "annotated": torch.tensor(self.annotated),
             "image_id": record.image_id,
             "orig_size": (height, width),
@@ -209,7 +214,7 @@ def _split_crowd(target: dict[str, Any]) -> dict[str, Any]:
     boxes, labels = target["boxes"], target["labels"]
     crowd = labels == CROWD
     return target | {"boxes": tv_tensors.wrap(boxes[~crowd], like=boxes), "labels": labels[~crowd],
-                     "crowd_boxes": tv_tensors.wrap(boxes[crowd], like=boxes)}
+                     "scores": target["scores"][~crowd], "crowd_boxes": tv_tensors.wrap(boxes[crowd], like=boxes)}
 
 
 def collate(batch: list[Sample]) -> tuple[torch.Tensor, list[dict[str, Any]]]:

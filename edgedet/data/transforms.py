@@ -91,6 +91,8 @@ def train_transforms(imgsz: int) -> v2.Compose:
     ])
 
 
-def _labels(sample: tuple[torch.Tensor, dict[str, Any]]) -> torch.Tensor:
-    """SanitizeBoundingBoxes' labels: ``target["labels"]``, which also marks crowd boxes (-1)."""
-    return sample[1]["labels"]
+def _labels(sample: tuple[torch.Tensor, dict[str, Any]]) -> tuple[torch.Tensor, ...]:
+    """What SanitizeBoundingBoxes drops together with a box: ``target["labels"]`` (which also marks crowd boxes,
+    -1) and, for teacher labels, ``target["scores"]``."""
+    target = sample[1]
+    return (target["labels"], target["scores"]) if "scores" in target else (target["labels"],)

@@ -5,7 +5,8 @@ on scale-aware prior boxes (``static``, the default) or on ``score^alpha * IoU^b
 is trained toward the IoU of each positive's predicted box (soft targets, quality focal loss) and boxes with CIoU, so
 the score the detector reports also ranks its box quality, which is what COCO AP rewards. Why static by default: on
 small data (coco-mini, the synthetic set) task-aligned matching feeds back the model's own early mistakes and scored
-lower at every schedule tried (benchmarks/README.md). Points inside crowd regions that are not positives are ignored
+lower at every schedule tried (benchmarks/README.md). Teacher labels carry a score: it scales the soft
+classification target and, through it, the box weight, so a doubtful teacher box teaches less than ground truth. Points inside crowd regions that are not positives are ignored
 by the classification loss, and so is every class a target marks as not ``annotated`` in its image (a dataset that
 does not label chairs says nothing about chairs).
 """
@@ -120,6 +121,8 @@ class DetectionLoss:
             gt_labels[i, : len(target["labels"])] = target["labels"].to(raw.device)
         positive, best_gt, soft = self.assign(logits.detach().sigmoid(), boxes.detach(), points, strides,
                                                  gt_boxes, gt_labels, gt_valid)
+        label_score = self._label_scores(targets, gt_valid).gather(1, best_gt)  # (B, N) 1 unless a teacher doubted
+        soft = soft * label_score
         cls_target = torch.zeros_like(logits)
         point_labels = gt_labels.gather(1, best_gt)  # (B, N)
         cls_target.scatter_(2, point_labels[..., None], (soft * positive)[..., None])
@@ -130,21 +133,34 @@ class DetectionLoss:
         if positive.any():
             matched = gt_boxes.gather(1, best_gt[..., None].expand(-1, -1, 4))[positive]  # (P, 4)
             box_losses = complete_box_iou_loss(boxes[positive], matched, reduction="none")
-            loss_box = self._weighted_box_loss(box_losses, soft, logits.detach().sigmoid(), point_labels, positive)
+            loss_box = self._weighted_box_loss(box_losses, soft, logits.detach().sigmoid(), point_labels, positive,
+                                               label_score)
         else:
             loss_box = boxes.sum() * 0.0
         return {"loss_cls": loss_cls, "loss_box": self.box_weight * loss_box}
 
     def _weighted_box_loss(self, box_losses: torch.Tensor, soft: torch.Tensor, scores: torch.Tensor,
-                           point_labels: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
-        """The positives' (P,) box losses averaged under ``box_weighting`` (see ``BOX_WEIGHTINGS``)."""
+                           point_labels: torch.Tensor, positive: torch.Tensor, label_score: torch.Tensor
+                           ) -> torch.Tensor:
+        """The positives' (P,) box losses averaged under ``box_weighting`` (see ``BOX_WEIGHTINGS``), each also
+        weighted by its label's score (``soft`` already carries it)."""
         if self.box_weighting == "iou":
             return (box_losses * soft[positive]).sum() / soft.sum().clamp(min=1.0)
         if self.box_weighting == "score":
             weights = scores.gather(2, point_labels[..., None])[..., 0][positive]  # (P,)
         else:
             weights = torch.ones_like(box_losses)
+        weights = weights * label_score[positive]
         return (box_losses * weights).sum() / weights.sum().clamp(min=1e-6)
+
+    @staticmethod
+    def _label_scores(targets: list[dict[str, torch.Tensor]], gt_valid: torch.Tensor) -> torch.Tensor:
+        """(B, M) each box's label score: a teacher's confidence, 1 for ground truth (and targets without scores)."""
+        scores = torch.ones(gt_valid.shape, device=gt_valid.device)
+        for i, target in enumerate(targets):
+            if "scores" in target:
+                scores[i, : len(target["scores"])] = target["scores"].to(gt_valid.device)
+        return scores
 
     @staticmethod
     def _annotated(targets: list[dict[str, torch.Tensor]], logits: torch.Tensor) -> torch.Tensor:

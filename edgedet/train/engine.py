@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from edgedet import __version__
 from edgedet.data.annotations import find_split
 from edgedet.data.coco import CocoDetection, UnionDetection, collate
+from edgedet.data.formats import available_splits
 from edgedet.data.transforms import train_transforms
 from edgedet.detect.model import HEADS, Detector, build_detector
 from edgedet.detect.predict import TorchPredictor
@@ -258,7 +259,7 @@ class Trainer:
         self.arch = self.config.trained_arch()
         roots = [Path(d) for d in self.config.data]
         self.train_set = training_set(roots, self.config.classes, train_transforms(self.arch.imgsz))
-        self.val_splits = {root.name: find_split(root, "val") for root in roots}
+        self.val_splits = val_splits(roots)
         pretrained = self.config.pretrained and self.arch.space == "lite0" and self.arch.width_mult == 1.0
         self.model = build_detector(self.arch, len(self.train_set.class_names), head=self.config.head,
                                     neck_channels=self.config.neck_channels, pretrained=pretrained)
@@ -426,6 +427,18 @@ def training_set(roots: list[Path], classes: list[str] | None, transforms: Any) 
     if len(dataset) == 0:
         raise UsageError(f"{', '.join(map(str, roots))}: the training split has no readable images")
     return dataset
+
+
+def val_splits(roots: list[Path]) -> dict[str, tuple[Path, Path]]:
+    """Each dataset's val split by a short unique name (teacher-labelled sets often have none: they only teach)."""
+    splits: dict[str, tuple[Path, Path]] = {}
+    for root in roots:
+        if any(split.startswith("val") for split in available_splits(root)):
+            key = root.name if root.name not in splits else f"{root.parent.name}/{root.name}"
+            splits[key] = find_split(root, "val")
+    if not splits:
+        raise UsageError(f"none of {', '.join(map(str, roots))} has a val split to evaluate on: add one")
+    return splits
 
 
 def train(config: TrainConfig, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:

@@ -299,9 +299,11 @@ def train_command(
 
 @app.command("eval")
 def eval_command(
-    model: Annotated[Path, typer.Argument(help="A checkpoint (.pt) from edgedet train, or an exported .onnx.")],
-    compare: Annotated[Optional[list[Path]], typer.Option(
-        help="More models to evaluate on the same images, shown side by side (repeat it).")] = None,
+    model: Annotated[str, typer.Argument(
+        help="A checkpoint (.pt) from edgedet train, an exported .onnx, another project's ONNX detector (FastestDet, "
+             "NanoDet, PicoDet, YOLOX; PATH.onnx:ADAPTER names the adapter), or teachers fused as A.onnx+B.onnx.")],
+    compare: Annotated[Optional[list[str]], typer.Option(
+        help="More models (same forms) to evaluate on the same images, shown side by side (repeat it).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (default: the synthetic set).")] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "val",
     max_images: Annotated[Optional[int], typer.Option(help="Evaluate only the first N images.")] = None,
@@ -315,6 +317,9 @@ def eval_command(
     and ONNX INT8 go through the same letterbox and numpy decode + NMS, so their numbers compare.
 
     Example: edgedet eval runs/export/1/model.onnx --compare runs/quantize/1/model.int8.onnx --data ../shared/datasets/coco-mini
+
+    Teachers: edgedet eval ../shared/peers/picodet-s/picodet_s_512.onnx --compare ../shared/peers/yolox-nano/yolox_nano.onnx
+    --compare "../shared/peers/picodet-s/picodet_s_512.onnx+../shared/peers/yolox-nano/yolox_nano.onnx" --data ../shared/datasets/coco-mini
     """
     from edgedet.data.annotations import find_split
     from edgedet.evaluate.coco_eval import per_class_table, report_table
@@ -327,18 +332,23 @@ def eval_command(
     reports, folder = {}, run_dir("eval", name)
     for index, (path, (predict, class_names)) in enumerate(zip(models, predictors)):
         report, results = evaluate_predictor(predict, annotations, images, class_names, max_images=max_images)
-        reports[str(path)] = report
+        reports[path] = report
         detections = out if out and index == 0 else folder / f"detections{index or ''}.json"
         atomic_write_json(detections, results)
     console.print(report_table(reports))
-    console.print(per_class_table(reports[str(model)], top=20))
+    console.print(per_class_table(reports[model], top=20))
     others = {key: report.to_json() for key, report in reports.items()}
-    main_report = others.pop(str(model))
-    atomic_write_json(folder / "eval.json", main_report | {"model": str(model), "data": str(annotations),
+    main_report = others.pop(model)
+    atomic_write_json(folder / "eval.json", main_report | {"model": model, "data": str(annotations),
                                                            "compare": others})
     console.print(f"wrote {folder / 'eval.json'}")
-    _write_json(json_out, main_report | {f"{Path(k).name}.{metric}": r[metric] for k, r in others.items()
+    _write_json(json_out, main_report | {f"{_short_name(k)}.{metric}": r[metric] for k, r in others.items()
                                          for metric in reports[k].metrics})
+
+
+def _short_name(spec: str) -> str:
+    """``dir/a.onnx+dir/b.onnx:yolox`` -> ``a.onnx+b.onnx:yolox``: a model's key in flat JSON."""
+    return "+".join(Path(part).name for part in spec.split("+"))
 
 
 @app.command("export")
@@ -417,8 +427,10 @@ def quantize_command(
 
 @app.command("benchmark")
 def benchmark_command(
-    models: Annotated[list[Path], typer.Argument(help="ONNX models: edgedet exports (with model.json) and/or "
-                                                      "peers such as ../shared/peers/fastestdet/FastestDet.onnx.")],
+    models: Annotated[list[str], typer.Argument(
+        help="ONNX models: edgedet exports (with model.json) and/or other projects' detectors such as "
+             "../shared/peers/fastestdet/FastestDet.onnx (PATH.onnx:ADAPTER names the adapter: fastestdet, nanodet, "
+             "picodet, yolox); they run as their adapter runs them, pre- and post-processing timed too.")],
     device: Annotated[str, typer.Option(help="Profile whose LUT predicts the backbone latency beside the "
                                              "measured one.")] = "host",
     threads: Annotated[Optional[list[int]], typer.Option(help="ONNX Runtime threads (repeat: --threads 1 "

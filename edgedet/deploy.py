@@ -17,6 +17,7 @@ from edgedet.io import atomic_write_bytes, atomic_write_json
 from edgedet.progress import stderr
 from edgedet.runtime.benchmark import BenchRow, benchmark_models, peak_rss_mb, read_images
 from edgedet.runtime.onnx_detector import OnnxDetector, check_onnx
+from edgedet.runtime.peers import split_spec
 from edgedet.runtime.sidecar import sidecar_path
 
 
@@ -73,11 +74,11 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def benchmark_table(models: list[Path], *, device: str, threads: list[int], runs: int, warmup: int,
+def benchmark_table(models: list[str | Path], *, device: str, threads: list[int], runs: int, warmup: int,
                     data: Path) -> tuple[list[dict], Table, list[str]]:
     """Every model at every thread count in one run; rows as flat dicts, the table, and notes to print."""
     for model in models:
-        if Path(model).suffix != ".onnx":
+        if split_spec(model)[0].suffix != ".onnx":
             raise UsageError(f"{model}: benchmark takes .onnx models (export a checkpoint with `edgedet export`)")
     images = read_images(split_images(data, "val"), 20)
     rows: list[BenchRow] = []

@@ -119,3 +119,44 @@ def test_peer_classes_map_by_name_and_missing_ones_are_reported(capsys):
     assert len(found) and set(found.labels.tolist()) <= {0, 1} and found.labels[0] == 1  # the person, re-indexed
     with pytest.raises(UsageError, match="detects none of forklift"):
         load_teacher(PEERS / "picodet-s/picodet_s_416.onnx", class_names=["forklift"])
+
+
+@needs_shared
+def test_eval_scores_teachers_and_their_fusion_side_by_side(tmp_path):
+    """A peer by file name, the same peer with its adapter named, and two fused: the fusion is another model."""
+    from typer.testing import CliRunner
+
+    from edgedet.cli import app
+
+    pico, yolox = PEERS / "picodet-s/picodet_s_416.onnx", PEERS / "yolox-nano/yolox_nano.onnx"
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(app, ["eval", str(pico), "--compare", f"{pico}:picodet", "--compare",
+                                      f"{pico}+{yolox}", "--data", str(COCO_MINI), "--max-images", "6",
+                                      "--name", "teachers", "--json-out", str(out)])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(out.read_text())
+    assert numbers["AP"] > 20 and numbers["picodet_s_416.onnx:picodet.AP"] == numbers["AP"]
+    fused = numbers["picodet_s_416.onnx+yolox_nano.onnx.AP"]
+    assert fused > 20 and fused != numbers["AP"]
+
+
+@needs_shared
+def test_benchmark_runs_a_peer_as_its_adapter_does_and_times_its_pre_and_post_processing():
+    from edgedet.runtime.benchmark import benchmark_models
+
+    image = read_bgr(COCO_MINI / "val2017" / "000000000724.jpg")
+    row, = benchmark_models([f"{PEERS / 'yolox-nano/yolox_nano.onnx'}:yolox"], runs=2, warmup=1, images=[image])
+    assert row.model.endswith(":yolox") and row.precision == "fp32"
+    assert row.pre_ms > 0 and row.post_ms > 0 and row.median_ms > 0
+
+
+def test_a_bare_graph_is_timed_but_not_taken_for_a_detector(tmp_path):
+    from edgedet.runtime.benchmark import benchmark_models
+
+    graph = tmp_path / "block.onnx"
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "block", [x], [y])),
+              graph)
+    row, = benchmark_models([graph], runs=2, warmup=1, images=[np.zeros((8, 8, 3), np.uint8)])
+    assert row.pre_ms is None and row.median_ms > 0

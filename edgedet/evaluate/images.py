@@ -56,16 +56,24 @@ def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, clas
     return report, results
 
 
-def load_predictor(model: Path, *, conf: float = 0.05, threads: int = 1) -> tuple[Predictor, list[str]]:
-    """A predictor and its class names from an ONNX model (+ sidecar) or an edgedet checkpoint (needs torch)."""
-    model = Path(model)
-    if model.suffix == ".onnx":
-        from edgedet.runtime.onnx_detector import OnnxDetector
+def load_predictor(model: str | Path, *, conf: float = 0.05, threads: int = 1) -> tuple[Predictor, list[str]]:
+    """A predictor and its class names: an edgedet checkpoint (needs torch), or any ONNX detector edgedet reads (an
+    export with its sidecar, another project's model through its adapter, ``PATH.onnx:ADAPTER`` naming one), or
+    several of those fused as one, ``A.onnx+B.onnx`` (weighted box fusion, as ``edgedet label`` fuses teachers)."""
+    spec = str(model)
+    if "+" in spec and not Path(spec).is_file():
+        from edgedet.label.fusion import Ensemble
+        from edgedet.runtime.peers import load_teacher
 
-        detector = OnnxDetector(model, conf=conf, threads=threads)
+        ensemble = Ensemble([load_teacher(part, conf=conf, threads=threads) for part in spec.split("+")], conf=0.0)
+        return ensemble, ensemble.class_names
+    if ".onnx" in Path(spec).name:
+        from edgedet.runtime.peers import load_teacher
+
+        detector = load_teacher(spec, conf=conf, threads=threads)
         return detector, detector.class_names
     from edgedet.detect.predict import TorchPredictor
     from edgedet.train.checkpoint import load_detector
 
-    net, state = load_detector(model)
+    net, state = load_detector(Path(spec))
     return TorchPredictor(net, conf=conf), list(state["class_names"])

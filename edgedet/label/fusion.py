@@ -9,6 +9,9 @@ teachers sees keeps 1/N of its score, one all of them see keeps their mean. The 
 boxes and rescales by ``min(models, boxes) / models``; that is the same when each model gives a cluster at most one
 box, and unlike it a model's own weaker duplicate does not lower its best box. Written here rather than taken from
 ``ensemble-boxes`` (which wants coordinates normalised to 0..1 and pulls in pandas and numba) as it is 40 lines.
+
+``Ensemble`` is several teachers as one model (what ``edgedet label`` runs, and what ``edgedet eval A.onnx+B.onnx``
+scores): each one's classes mapped by name onto a shared list, their boxes fused, those scoring ``conf`` kept.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgedet.data.formats import canonical_name
 from edgedet.runtime.detections import Detections
+from edgedet.runtime.peers import Teacher
 
 FUSION_IOU = 0.55  # the paper's
 
@@ -75,3 +80,30 @@ def weighted_box_fusion(detections: Sequence[Detections], *, weights: Sequence[f
     order = np.argsort(-np.asarray(out_scores), kind="stable")
     return Detections(np.asarray(out_boxes, np.float32)[order], np.asarray(out_scores, np.float32)[order],
                       np.asarray(out_labels, np.int64)[order])
+
+
+class Ensemble:
+    """Several teachers as one ``Teacher`` over ``class_names`` (default: every class any of them has, first seen
+    first), matched by canonical name; a teacher's other classes are dropped."""
+
+    def __init__(self, teachers: Sequence[Teacher], *, class_names: list[str] | None = None, conf: float = 0.05,
+                 iou: float = FUSION_IOU, weights: Sequence[float] | None = None) -> None:
+        if class_names is None:
+            class_names = list({canonical_name(n): n for t in reversed(teachers) for n in reversed(t.class_names)
+                                }.values())[::-1]
+        index = {canonical_name(n): i for i, n in enumerate(class_names)}
+        self.teachers, self.class_names, self.weights = list(teachers), class_names, weights
+        self.conf, self.iou = conf, iou
+        self.label_maps = [np.array([index.get(canonical_name(n), -1) for n in t.class_names], np.int64)
+                           for t in teachers]
+
+    def __call__(self, image_bgr: np.ndarray) -> Detections:
+        found = []
+        for teacher, label_map in zip(self.teachers, self.label_maps):
+            detections = teacher(image_bgr)
+            labels = label_map[detections.labels]
+            wanted = labels >= 0
+            found.append(Detections(detections.boxes_xyxy[wanted], detections.scores[wanted], labels[wanted]))
+        fused = weighted_box_fusion(found, weights=self.weights, iou=self.iou)
+        keep = fused.scores >= self.conf
+        return Detections(fused.boxes_xyxy[keep], fused.scores[keep], fused.labels[keep])

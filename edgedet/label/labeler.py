@@ -35,7 +35,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +45,10 @@ from edgedet.data.annotations import find_split, load_coco
 from edgedet.data.formats import IMAGE_SUFFIXES, canonical_name, category_for, detect_format
 from edgedet.errors import UsageError
 from edgedet.io import atomic_write_bytes, atomic_write_json, atomic_write_text, link_or_copy
-from edgedet.label.fusion import FUSION_IOU, weighted_box_fusion
+from edgedet.label.fusion import FUSION_IOU, Ensemble
 from edgedet.progress import progress_steps, stderr
 from edgedet.runtime.detections import Detections
-from edgedet.runtime.peers import Teacher, load_teacher
+from edgedet.runtime.peers import load_teacher
 from edgedet.runtime.preprocess import read_bgr
 
 TEACHER_CONF = 0.05  # each teacher's own threshold: a box only fusion can lift above ``conf`` must survive it
@@ -208,26 +207,6 @@ def _new_classes(names: list[str], known: set[str]) -> list[str]:
     return taught
 
 
-def _taught_index(teacher: Teacher, taught: list[str]) -> np.ndarray:
-    """Teacher label -> index into ``taught`` (-1: not taught)."""
-    index = {canonical_name(n): i for i, n in enumerate(taught)}
-    return np.array([index.get(canonical_name(n), -1) for n in teacher.class_names], np.int64)
-
-
-def _label_image(image: np.ndarray, teachers: list[Teacher], label_maps: list[np.ndarray], *, conf: float,
-                 iou: float, weights: Sequence[float] | None) -> Detections:
-    """Every teacher's boxes in the taught classes, fused, at a fused score of at least ``conf``."""
-    found = []
-    for teacher, label_map in zip(teachers, label_maps):
-        detections = teacher(image)
-        labels = label_map[detections.labels]
-        wanted = labels >= 0
-        found.append(Detections(detections.boxes_xyxy[wanted], detections.scores[wanted], labels[wanted]))
-    fused = weighted_box_fusion(found, weights=weights, iou=iou)
-    keep = fused.scores >= conf
-    return Detections(fused.boxes_xyxy[keep], fused.scores[keep], fused.labels[keep])
-
-
 def _write_image(item: _Item, image: np.ndarray, target: Path) -> None:
     if item.path is None:
         jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
@@ -346,8 +325,7 @@ def label_source(source: Path, teachers: Sequence[str | Path], out: Path, *, cla
     counts: Counter = Counter()
     items, total = _items(kind, source, dataset, image_dir, frame_step, min_change, counts)
     records = _open_output(out, settings)
-    label = partial(_label_image, teachers=loaded, label_maps=[_taught_index(t, taught) for t in loaded],
-                    conf=conf, iou=iou, weights=weights)
+    label = Ensemble(loaded, class_names=taught, conf=conf, iou=iou, weights=weights)
     started = time.perf_counter()
     visited = _label_items(items, min(total, max_images or total), max_images, records, out, label, counts)
     seconds = time.perf_counter() - started

@@ -1,8 +1,9 @@
 """On-device latency of ONNX models, several in one run: interleaved bursts, so drift hits every model alike.
 
-For edgedet models (with a ``model.json`` sidecar) the letterbox and the decode + NMS are timed apart from the
-network, on real images. Peer models without a sidecar are timed on a random input of their own input shape.
-Torch-free.
+For detectors (edgedet exports with a ``model.json`` sidecar, and other projects' models an adapter of
+``edgedet.runtime.peers`` reads, ``PATH.onnx:ADAPTER`` naming one) the pre-processing and the decode + NMS are
+timed apart from the network, on real images, and the network runs as the detector runs it (YOLOX-Nano at 640). A
+bare graph no adapter knows is timed on a random input of its own input shape. Torch-free.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import numpy as np
 import onnxruntime as ort
 
 from edgedet.runtime.onnx_detector import OnnxDetector, open_session
+from edgedet.runtime.peers import PeerDetector, is_detector, load_teacher, split_spec
 from edgedet.runtime.preprocess import read_bgr
 from edgedet.runtime.session import random_feed
-from edgedet.runtime.sidecar import sidecar_path
 
 BURST = 5  # runs of one model before the next model's turn
 
@@ -34,7 +35,7 @@ class BenchRow:
     p90_ms: float
     p99_ms: float
     throughput_fps: float  # of the network alone, batch 1
-    pre_ms: float | None  # letterbox (edgedet models only)
+    pre_ms: float | None  # pre-processing (detectors only)
     post_ms: float | None  # decode + NMS
     memory_mb: float  # resident memory the session added when loaded and first run
     arch: str | None = None
@@ -54,14 +55,14 @@ def peak_rss_mb() -> float:
 
 
 class _Subject:
-    """One model under test: its session, input, and (for edgedet models) its detector for pre/post timing."""
+    """One model under test: its session, input, and (for detectors) the detector for pre/post timing."""
 
-    def __init__(self, path: Path, threads: int, conf: float) -> None:
+    def __init__(self, spec: str | Path, threads: int, conf: float) -> None:
         before = _rss_mb()
-        self.path = Path(path)
-        self.detector = OnnxDetector(path, threads=threads, conf=conf) if sidecar_path(path).is_file() else None
+        self.name, (self.path, _) = str(spec), split_spec(spec)
+        self.detector = load_teacher(spec, threads=threads, conf=conf) if is_detector(spec) else None
         self.session: ort.InferenceSession = (self.detector.session if self.detector
-                                              else open_session(path, threads=threads))
+                                              else open_session(self.path, threads=threads))
         self.feed = random_feed(self.session)
         self.session.run(None, self.feed)
         self.memory_mb = _rss_mb() - before
@@ -74,7 +75,7 @@ class _Subject:
             self.times.append(time.perf_counter() - start)
 
 
-def _pre_post_ms(detector: OnnxDetector, images: list[np.ndarray]) -> tuple[float, float]:
+def _pre_post_ms(detector: OnnxDetector | PeerDetector, images: list[np.ndarray]) -> tuple[float, float]:
     """Median letterbox and decode + NMS times over ``images`` (each decoded from its real network output)."""
     pre, post = [], []
     for image in images:
@@ -94,7 +95,7 @@ def read_images(paths: list[Path], count: int) -> list[np.ndarray]:
     return [image for image in images if image is not None][:count]
 
 
-def benchmark_models(models: list[Path], *, threads: int = 1, runs: int = 100, warmup: int = 10,
+def benchmark_models(models: list[str | Path], *, threads: int = 1, runs: int = 100, warmup: int = 10,
                      images: list[np.ndarray] | None = None, conf: float = 0.05, seed: int = 0) -> list[BenchRow]:
     """Time every model ``runs`` times in shuffled interleaved bursts; pre/post on ``images`` where it applies
     (decoding at score threshold ``conf``: fewer candidates make NMS cheaper)."""
@@ -113,10 +114,10 @@ def benchmark_models(models: list[Path], *, threads: int = 1, runs: int = 100, w
         pre = post = None
         if subject.detector is not None and images:
             pre, post = _pre_post_ms(subject.detector, images)
-        card = subject.detector.card if subject.detector else None
+        card = subject.detector.card if isinstance(subject.detector, OnnxDetector) else None
         median = float(np.median(times))
         rows.append(BenchRow(
-            model=str(subject.path), threads=threads, precision=card.precision if card else _guess_precision(subject),
+            model=subject.name, threads=threads, precision=card.precision if card else _guess_precision(subject),
             size_mb=subject.path.stat().st_size / 2**20, median_ms=median,
             p90_ms=float(np.percentile(times, 90)), p99_ms=float(np.percentile(times, 99)),
             throughput_fps=1000 / median, pre_ms=pre, post_ms=post, memory_mb=subject.memory_mb,

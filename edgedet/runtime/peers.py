@@ -130,12 +130,20 @@ class PeerDetector:
             tensor = (tensor - mean) / std
         return np.ascontiguousarray(tensor, dtype=np.float32), geometry
 
-    def __call__(self, image: np.ndarray) -> Detections:
-        height, width = image.shape[:2]
-        tensor, (sx, sy, left, top) = self.preprocess(image)
-        boxes, scores, labels = self.decode(self.session.run(None, {self.input_name: tensor}))
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: tensor})
+
+    def postprocess(self, outputs: list[np.ndarray], geometry: tuple[float, float, float, float],
+                    orig_size: tuple[int, int]) -> Detections:
+        """Graph outputs -> detections in image pixels (the same three steps as ``OnnxDetector``, for timing)."""
+        (height, width), (sx, sy, left, top) = orig_size, geometry
+        boxes, scores, labels = self.decode(outputs)
         boxes = ((boxes - [left, top, left, top]) / [sx, sy, sx, sy]).clip(0, [width, height] * 2)
         return self._finish(boxes, scores, labels)
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        tensor, geometry = self.preprocess(image)
+        return self.postprocess(self.infer(tensor), geometry, image.shape[:2])
 
     def _finish(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> Detections:
         """Keep the wanted classes above ``conf``, per-class NMS, labels re-indexed into ``class_names``."""
@@ -276,6 +284,20 @@ def _io_shapes(path: Path) -> tuple[Shapes, Shapes]:
     return [shape(v) for v in graph.input if v.name not in weights], [shape(v) for v in graph.output]
 
 
+def _candidates(path: Path, inputs: Shapes, outputs: Shapes) -> list[type[PeerDetector]]:
+    """The adapters whose file pattern fits the file name, else those whose shapes fit the graph."""
+    by_name = [a for a in ADAPTERS.values() if fnmatch.fnmatch(path.name.lower(), a.file_pattern)]
+    return by_name or [a for a in ADAPTERS.values() if a.matches(inputs, outputs)]
+
+
+def is_detector(spec: str | Path) -> bool:
+    """Whether ``load_teacher`` knows how to read this model's output (a sidecar, a named or fitting adapter), as
+    opposed to a bare graph (a backbone, a block) that can only be timed."""
+    path, named = split_spec(spec)
+    return (named is not None or sidecar_path(path).is_file()
+            or len(_candidates(path, *_io_shapes(path))) == 1)
+
+
 def _adapter_for(path: Path, named: str | None) -> type[PeerDetector]:
     """The adapter for a model without a sidecar: the one named, else by file name, else by shapes."""
     inputs, outputs = _io_shapes(path)
@@ -283,9 +305,7 @@ def _adapter_for(path: Path, named: str | None) -> type[PeerDetector]:
     if named is not None:
         adapter = ADAPTERS[named]
     else:
-        by_name = [a for a in ADAPTERS.values() if fnmatch.fnmatch(path.name.lower(), a.file_pattern)]
-        by_shape = [a for a in ADAPTERS.values() if a.matches(inputs, outputs)]
-        candidates = by_name or by_shape
+        candidates = _candidates(path, inputs, outputs)
         if len(candidates) != 1:
             raise UsageError(f"{path}: {'no' if not candidates else 'more than one'} adapter fits this model "
                              f"({layout}); {HOW_TO_NAME}")
@@ -295,7 +315,7 @@ def _adapter_for(path: Path, named: str | None) -> type[PeerDetector]:
     return adapter
 
 
-def _split_spec(spec: str | Path) -> tuple[Path, str | None]:
+def split_spec(spec: str | Path) -> tuple[Path, str | None]:
     """``PATH.onnx`` or ``PATH.onnx:ADAPTER`` -> (path, adapter name or None)."""
     head, colon, tail = str(spec).rpartition(":")
     if not colon or not head or "/" in tail or "\\" in tail:
@@ -326,7 +346,7 @@ def load_teacher(spec: str | Path, *, class_names: list[str] | None = None, conf
                  threads: int = 1) -> Teacher:
     """A teacher from ``PATH.onnx`` (edgedet export with sidecar, or a peer recognised by file name or shapes) or
     ``PATH.onnx:ADAPTER``; ``class_names`` restricts it to those of them it has (see ``_select_classes``)."""
-    path, named = _split_spec(spec)
+    path, named = split_spec(spec)
     if not path.is_file():
         raise UsageError(f"{path}: no such model file")
     if named is None and sidecar_path(path).is_file():

@@ -704,7 +704,8 @@ def data_stats(
     split: Annotated[str, typer.Option(help="Split, e.g. train, val or val2017.")] = "train",
     json_out: JsonOut = None,
 ) -> None:
-    """Images, annotations, crowd regions, images without objects, and per-class counts of a split.
+    """Images, annotations, crowd regions, images without objects, and per-class counts of a split; for YOLO and
+    VOC sets also the format and what reading them skipped (bad label lines, by reason).
 
     Example: edgedet data stats ../shared/datasets/coco-mini --split val
     """
@@ -715,8 +716,12 @@ def data_stats(
     for c in stats["classes"]:
         table.add_row(str(c["id"]), c["name"], str(c["annotations"]), str(c["images"]))
     console.print(table)
-    console.print(f"{stats['annotation_file']}: {stats['images']} images, {stats['annotations']} annotations "
-                  f"({stats['crowd']} crowd), {stats['negatives']} images without any")
+    console.print(f"{root} ({stats['format']}, read from {stats['annotation_file']}): {stats['images']} images, "
+                  f"{stats['annotations']} annotations ({stats['crowd']} crowd), {stats['negatives']} images without any")
+    if stats["images_without_label_file"]:
+        console.print(f"{stats['images_without_label_file']} images have no label file (read as without objects)")
+    for reason, count in stats["skipped"].items():
+        console.print(f"skipped when converting: {count} {reason}")
     _write_json(json_out, stats)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgedet.data.coco import split_stats
 from edgedet.data.annotations import find_split, load_coco
 from edgedet.data.formats import canonical_name, convert_to_coco, detect_format
 from edgedet.errors import UsageError
@@ -124,6 +125,9 @@ def test_bad_label_lines_are_skipped_and_counted_with_file_and_line(tmp_path, ca
         "boxes with a non-positive size": 1, "lines that do not parse as 'class cx cy w h'": 1,
         "images that cannot be read": 1}
     assert len(data["images"]) == 2 and len(data["annotations"]) == 2
+    stats = split_stats(root, "train")
+    assert stats["format"] == "yolo" and stats["images_without_label_file"] == 1
+    assert stats["skipped"] == data["info"]["edgedet_converted"]["skipped"]
 
 
 @pytest.mark.parametrize("yaml_text, message", [

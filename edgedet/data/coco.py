@@ -46,7 +46,7 @@ from pycocotools.coco import COCO
 from torchvision import tv_tensors
 
 from edgedet.data.annotations import annotated_classes, find_split, load_coco, select_categories
-from edgedet.data.formats import canonical_name, category_for
+from edgedet.data.formats import canonical_name, category_for, detect_format
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.progress import progress_track, stderr
 
@@ -231,9 +231,11 @@ def collate(batch: list[Sample]) -> tuple[torch.Tensor, list[dict[str, Any]]]:
 
 def split_stats(root: Path, split: str) -> dict[str, Any]:
     """Counts from the annotation file alone (no image is opened): images, annotations, crowd regions, images
-    without any annotation, and per class the objects (crowd regions aside) and the images showing them."""
+    without any annotation, and per class the objects (crowd regions aside) and the images showing them; for a
+    YOLO or VOC set also what its conversion skipped, by reason, and the images that had no label file."""
     ann_file, _ = find_split(root, split)
     data = json.loads(ann_file.read_text())
+    converted = data.get("info", {}).get("edgedet_converted", {})
     anns = data.get("annotations", [])
     objects = [a for a in anns if not a.get("iscrowd")]
     per_class = Counter(a["category_id"] for a in objects)
@@ -241,7 +243,10 @@ def split_stats(root: Path, split: str) -> dict[str, Any]:
     classes = [{"id": c["id"], "name": c["name"], "annotations": per_class[c["id"]],
                 "images": images_per_class[c["id"]]} for c in sorted(data.get("categories", []), key=lambda c: c["id"])]
     return {
+        "format": detect_format(Path(root)),
         "annotation_file": str(ann_file),
+        "skipped": converted.get("skipped", {}),
+        "images_without_label_file": converted.get("images_without_label_file", 0),
         "images": len(data.get("images", [])),
         "annotations": len(anns),
         "crowd": sum(1 for a in anns if a.get("iscrowd")),

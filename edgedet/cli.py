@@ -239,8 +239,9 @@ DataDirs = Annotated[Optional[list[Path]], typer.Option(
                    "name). Default: the synthetic set.")]
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="YAML file of settings (keys as for --set).")]
 SetItems = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="Any setting as KEY=VALUE (repeat), over the options above, e.g. --set warmup_epochs=1 --set "
-                  "ema_decay=0.999 --set weight_decay=0.01 --set box_weighting=score; a wrong key is named.")]
+    "--set", help="Any setting as KEY=VALUE (repeat), over the options above, e.g. train: --set warmup_epochs=1 "
+                  "--set ema_decay=0.999 --set box_weighting=score; search: --set beta=0.6 --set alpha=0.3. The "
+                  "keys are the fields of the run's config.json; a wrong key or type is named.")]
 
 
 @app.command("train")
@@ -490,6 +491,8 @@ def search_command(
     name: Annotated[Optional[str], typer.Option(help="Run folder runs/search/NAME (default: next number).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue runs/search/NAME from its last.pt.")] = False,
     device_type: DeviceType = "auto",
+    config_file: ConfigFile = None,
+    set_: SetItems = None,
     json_out: JsonOut = None,
 ) -> None:
     """Search a backbone for one or several devices: FBNet's Gumbel supernet under a detection head, loss
@@ -504,7 +507,7 @@ def search_command(
         devices=device, precision=precision, objective=objective, target_ms=target_ms or [], budget_use=budget_use,
         space=space, reference_prior=reference_prior, imgsz=imgsz, warmup_epochs=warmup_epochs,
         data=str(_data_or_synthetic(data)), classes=_class_list(classes), mode=mode, batch=batch, lr=lr,
-        arch_lr=arch_lr, workers=workers, seed=seed, device=device_type))
+        arch_lr=arch_lr, workers=workers, seed=seed, device=device_type) | _settings(config_file, set_))
     result = search(config, folder, resume=resume)
     table = Table("device", "precision", "predicted ms", "target ms", "reference ms", "fastest ms",
                   title=str(result.arch))

@@ -514,3 +514,16 @@ def test_resolution_scaling_brings_lite0_to_the_nearest_latency_with_its_own_blo
         assert all(gap <= abs(predict_ms(jetson, lite0.with_imgsz(size)) - target) for size in range(64, 641, 32))
     assert resolution_scaled(lite0, jetson, 4.153).imgsz == 288  # MobileNetV2-like's latency (the issue-5 table)
     assert resolution_scaled(lite0, jetson, predict_ms(jetson, lite0)).imgsz == 320  # its own latency: unchanged
+
+
+def test_search_settings_reach_the_config_and_a_wrong_key_is_named(synthetic, in_tmp):
+    base = ["search", "--device", "jetson", "--space", "tiny", "--imgsz", "64", "--data", str(synthetic)]
+    wrong = CliRunner().invoke(app, [*base, "--set", "betta=0.6", "--name", "w"])
+    assert isinstance(wrong.exception, UsageError) and "unknown search setting 'betta' (did you mean 'beta'?)" in str(
+        wrong.exception)
+    config = in_tmp / "c.yaml"
+    config.write_text("alpha: 0.3\nepochs: 2\nwarmup_epochs: 1\nbatch: 8\nworkers: 0\n")
+    result = CliRunner().invoke(app, [*base, "--config", str(config), "--set", "beta=0.5", "--name", "s"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((in_tmp / "runs" / "search" / "s" / "config.json").read_text())
+    assert (saved["alpha"], saved["beta"], saved["epochs"]) == (0.3, 0.5, 2)

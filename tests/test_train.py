@@ -1,5 +1,7 @@
 """Training: it learns, it resumes exactly, Ctrl-C keeps the work, settings are checked."""
 
+import json
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -78,6 +80,19 @@ def test_cli_resume_keeps_the_runs_epochs_and_a_fresh_run_never_lands_on_one(syn
 def test_unknown_setting_suggests_the_right_one():
     with pytest.raises(UsageError, match="unknown training setting 'epoch' .did you mean 'epochs'"):
         TrainConfig.from_dict({"epoch": 3})
+
+
+def test_every_setting_is_reachable_with_set_and_a_wrong_type_is_one_line(synthetic, in_tmp):
+    args = ["train", "--data", str(synthetic), "--arch", "tiny@64", "--batch", "8", "--workers", "0", "--epochs", "1",
+            "--eval-every", "100", "--set", "ema_decay=0.99", "--set", "warmup_epochs=0.5"]
+    assert CliRunner().invoke(app, [*args, "--name", "s"]).exit_code == 0
+    saved = json.loads((in_tmp / "runs" / "train" / "s" / "config.json").read_text())
+    assert saved["ema_decay"] == 0.99 and saved["warmup_epochs"] == 0.5
+    wrong = CliRunner().invoke(app, [*args, "--set", "ema_decay=high", "--name", "t"])
+    assert wrong.exit_code != 0 and "training setting ema_decay='high': expected float" in str(wrong.exception)
+    assert not (in_tmp / "runs" / "train" / "t" / "config.json").exists()
+    with pytest.raises(UsageError, match="epochs=2.5: expected int"):
+        TrainConfig.from_dict({"data": ["x"], "epochs": 2.5})
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(synthetic, tmp_path):

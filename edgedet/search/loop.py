@@ -52,9 +52,9 @@ from edgedet.search.supernet import MODES, Supernet
 from edgedet.space.archspec import ArchSpec
 from edgedet.space.spaces import SearchSpace, get_space
 from edgedet.train.checkpoint import read_checkpoint, save_checkpoint
-from edgedet.train.engine import (check_settings, interrupted_message, make_loader, param_groups, restore_rng_state,
-                                  resume_path, rng_state, seed_everything, select_device, step_progress, to_device,
-                                  warmup_cosine, write_log_csv)
+from edgedet.train.common import (WarmupCosine, check_settings, interrupted_message, make_loader, param_groups,
+                                  restore_rng_state, resume_path, rng_state, seed_everything, select_device,
+                                  step_progress, to_device, write_log_csv)
 
 
 @dataclass
@@ -224,7 +224,7 @@ class Searcher:
                                          nesterov=True)
         steps = len(self.weight_loader)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(int(config.lr_warmup_epochs * steps), config.epochs * steps, 0.05))
+            self.optimizer, WarmupCosine(int(config.lr_warmup_epochs * steps), config.epochs * steps, 0.05))
         self.arch_optimizer = torch.optim.Adam(self.model.arch_parameters(), lr=arch_lr(config),
                                                weight_decay=config.arch_weight_decay)
         self.latency = LatencyLoss(self.devices, objective=config.objective, alpha=config.alpha, beta=config.beta,

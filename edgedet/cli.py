@@ -308,6 +308,9 @@ def eval_command(
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (default: the synthetic set).")] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "val",
     max_images: Annotated[Optional[int], typer.Option(help="Evaluate only the first N images.")] = None,
+    classes: Annotated[Optional[str], typer.Option(
+        help="Score only these classes (comma-separated, matched by name), e.g. person: an 80-class peer beside a "
+             "person model.")] = None,
     conf: Annotated[float, typer.Option(help="Score threshold (low for AP).")] = 0.05,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 2,
     name: Annotated[Optional[str], typer.Option(help="Run folder runs/eval/NAME.")] = None,
@@ -332,7 +335,8 @@ def eval_command(
     predictors = [load_predictor(path, conf=conf, threads=threads) for path in models]  # bad files fail first
     reports, folder = {}, run_dir("eval", name)
     for index, (path, (predict, class_names)) in enumerate(zip(models, predictors)):
-        report, results = evaluate_predictor(predict, annotations, images, class_names, max_images=max_images)
+        report, results = evaluate_predictor(predict, annotations, images, class_names, max_images=max_images,
+                                             classes=_class_list(classes))
         reports[path] = report
         detections = out if out and index == 0 else folder / f"detections{index or ''}.json"
         atomic_write_json(detections, results)
@@ -392,7 +396,8 @@ def quantize_command(
                                                        "would take a fallback path.")] = None,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads for the guard's evaluations.")] = 2,
     name: Annotated[Optional[str], typer.Option(help="Run folder runs/quantize/NAME.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="INT8 file (default: runs/quantize/NAME/<model>.int8.onnx).")
+    out: Annotated[Optional[Path], typer.Option(help="INT8 file (default: runs/quantize/NAME/STEM.int8.onnx, STEM "
+                                                     "the input's file name).")
                    ] = None,
     json_out: JsonOut = None,
 ) -> None:

@@ -160,3 +160,16 @@ def test_a_bare_graph_is_timed_but_not_taken_for_a_detector(tmp_path):
               graph)
     row, = benchmark_models([graph], runs=2, warmup=1, images=[np.zeros((8, 8, 3), np.uint8)])
     assert row.pre_ms is None and row.median_ms > 0
+
+
+@needs_shared
+def test_eval_classes_scores_an_80_class_peer_on_person_alone(tmp_path):
+    from edgedet.evaluate.images import evaluate_predictor
+
+    peer = load_teacher(PEERS / "picodet-s/picodet_s_416.onnx")
+    annotations, images = COCO_MINI / "annotations/instances_val2017.json", COCO_MINI / "val2017"
+    person, _ = evaluate_predictor(peer, annotations, images, peer.class_names, max_images=4, classes=["Person"])
+    every, _ = evaluate_predictor(peer, annotations, images, peer.class_names, max_images=4)
+    assert list(person.per_class) == ["person"] and len(every.per_class) > 1
+    with pytest.raises(UsageError, match="among unicorn"):
+        evaluate_predictor(peer, annotations, images, peer.class_names, max_images=1, classes=["unicorn"])

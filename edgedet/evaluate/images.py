@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedet.data.annotations import annotated_classes, load_coco, select_categories
+from edgedet.data.formats import canonical_name
 from edgedet.errors import UsageError
 from edgedet.evaluate.coco_eval import EvalReport, detections_to_coco, evaluate_coco
 from edgedet.progress import progress_track, stderr
@@ -22,17 +23,23 @@ Predictor = Callable[[np.ndarray], Detections]
 
 
 def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, class_names: list[str], *,
-                       max_images: int | None = None) -> tuple[EvalReport, list[dict]]:
+                       max_images: int | None = None, classes: list[str] | None = None
+                       ) -> tuple[EvalReport, list[dict]]:
     """Run ``predict`` on every image of the split (or the first ``max_images``); the COCOeval report and the
     detections in COCO results format.
 
     Classes match by name; a model class the split does not annotate (an 80-class model on a person set) is left
-    out of the evaluation, with its detections, rather than counted as false positives."""
+    out of the evaluation, with its detections, rather than counted as false positives; so is one outside
+    ``classes`` when given (an 80-class peer scored on person alone, beside a person model)."""
     coco = load_coco(annotations)
     present = np.array(annotated_classes(coco, class_names), bool)
+    if classes is not None:
+        wanted = {canonical_name(c) for c in classes}
+        present &= np.array([canonical_name(n) in wanted for n in class_names], bool)
     if not present.any():
+        among = f" among {', '.join(classes)}" if classes is not None else ""
         raise UsageError(f"none of the model's classes ({', '.join(class_names[:5])}...) is annotated in "
-                         f"{annotations}: evaluate it on data with those classes")
+                         f"{annotations}{among}: evaluate it on data (and classes) it has")
     class_names = [name for name, kept in zip(class_names, present) if kept]
     category_ids, _ = select_categories(coco, class_names)
     new_label = np.cumsum(present) - 1  # model label -> label among the kept classes

@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from edgedet.data.annotations import find_split
-from edgedet.deploy import quantize_model, split_images
-from edgedet.evaluate.images import evaluate_predictor, load_predictor
+from edgedet.deploy import quantize_model
+from edgedet.evaluate.images import evaluate_predictor, load_predictor, split_images
 from edgedet.export.onnx_export import export_checkpoint
 from edgedet.io import atomic_write_json
 from edgedet.runtime.benchmark import benchmark_models, read_images

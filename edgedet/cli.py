@@ -452,7 +452,7 @@ def benchmark_command(
 
     Example: edgedet benchmark runs/export/1/model.onnx runs/quantize/1/model.int8.onnx --threads 1 --threads 2
     """
-    from edgedet.deploy import benchmark_table
+    from edgedet.runtime.benchmark_table import benchmark_table
 
     rows, table, notes = benchmark_table(models, device=device, threads=threads or [1], runs=runs, warmup=warmup,
                                          data=_data_or_synthetic(data))

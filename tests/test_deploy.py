@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from edgedet.cli import app
 from edgedet.data.synthetic import make_synthetic
-from edgedet.deploy import quantize_model, split_images
+from edgedet.deploy import quantize_model
 from edgedet.detect.predict import TorchPredictor
 from edgedet.errors import UsageError
+from edgedet.evaluate.images import split_images
 from edgedet.export.onnx_export import export_checkpoint
 from edgedet.export.quantize import calibration_tensors, node_sensitivity, quantize_qdq
 from edgedet.runtime.benchmark import benchmark_models

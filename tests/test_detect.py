@@ -41,7 +41,7 @@ def test_malformed_targets_raise_a_clear_error(targets, message):
         Detector(TINY, 3)(torch.zeros(1, 3, 64, 64), targets)
 
 
-def test_numpy_decode_equals_torch_decode():
+def test_detector_decodes_with_the_numpy_decode():
     torch.manual_seed(0)
     model = Detector(ArchSpec.parse("tiny@128"), 5).eval()
     raw = model.raw(torch.rand(1, 3, 128, 128) * 255)[0]

@@ -4,11 +4,11 @@ Each ground-truth box takes the ``top_k`` candidate points (inside the box, or i
 on scale-aware prior boxes (``static``, the default) or on ``score^alpha * IoU^beta`` (task-aligned). Classification
 is trained toward the IoU of each positive's predicted box (soft targets, quality focal loss) and boxes with CIoU, so
 the score the detector reports also ranks its box quality, which is what COCO AP rewards. Why static by default: on
-small data (coco-mini, the synthetic set) task-aligned matching feeds back the model's own early mistakes and scored
-lower at every schedule tried (benchmarks/README.md). Teacher labels carry a score: it scales the soft
-classification target and, through it, the box weight, so a doubtful teacher box teaches less than ground truth. Points inside crowd regions that are not positives are ignored
-by the classification loss, and so is every class a target marks as not ``annotated`` in its image (a dataset that
-does not label chairs says nothing about chairs).
+small data task-aligned matching feeds back the model's own early mistakes. Teacher labels carry a score: it scales
+the soft classification target and, through it, the box weight, so a doubtful teacher box teaches less than ground
+truth. Points inside crowd regions that are not positives are ignored by the classification loss, and so is every
+class a target marks as not ``annotated`` in its image (a dataset that does not label chairs says nothing about
+chairs).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torchvision.ops import box_iou, complete_box_iou_loss
 
 from edgedet.errors import UsageError
+from edgedet.runtime.postprocess import REG_CLIP
 
 
 PRIOR_SIDE = 5.0  # prior box side in strides, for the static assignment
@@ -27,8 +28,9 @@ BOX_WEIGHTINGS = ("iou", "score", "uniform")
 
 
 def decode_boxes(reg: torch.Tensor, points: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
-    """(B, N, 4) raw regression -> (B, N, 4) xyxy boxes in model pixels (same maths as the numpy decode)."""
-    distances = reg.clamp(max=10.0).exp() * strides[:, None]  # (B, N, 4) l, t, r, b
+    """(B, N, 4) raw regression -> (B, N, 4) xyxy boxes in model pixels. The loss needs these boxes differentiable,
+    hence torch; inference decodes with ``edgedet.runtime.postprocess.decode``."""
+    distances = reg.clamp(max=REG_CLIP).exp() * strides[:, None]  # (B, N, 4) l, t, r, b
     return torch.cat([points - distances[..., :2], points + distances[..., 2:]], -1)
 
 

@@ -1,7 +1,8 @@
 """The Detector: one contract for training, evaluation and export.
 
 - ``model(images, targets)`` in training mode returns a dict of losses;
-- ``model(images)`` in eval mode returns one ``Detections`` per image (boxes in model-input pixels);
+- ``model(images)`` in eval mode returns one ``Detections`` per image (boxes in model-input pixels), decoded by
+  the numpy post-processing of ``edgedet.runtime.postprocess`` that ONNX Runtime uses;
 - ``model.raw(images)`` returns the head tensor ``(B, N, 4 + K)`` that ONNX exports.
 
 Images are float RGB in 0..255, letterboxed to the ArchSpec's input size; the model normalises them itself, so the
@@ -10,16 +11,16 @@ exported graph takes what the camera gives.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
-from torchvision.ops import batched_nms
 
 from edgedet.detect.head import DetectionHead
-from edgedet.detect.loss import DetectionLoss, check_targets, decode_boxes
+from edgedet.detect.loss import DetectionLoss, check_targets
 from edgedet.detect.neck import PANLite
 from edgedet.errors import UsageError
 from edgedet.runtime.detections import Detections
-from edgedet.runtime.postprocess import anchor_points
+from edgedet.runtime.postprocess import anchor_points, decode
 from edgedet.runtime.sidecar import OUTPUT_CONTRACT
 from edgedet.space.archspec import ArchSpec
 from edgedet.space.backbone import Backbone
@@ -43,6 +44,11 @@ def build_detector(arch: ArchSpec, num_classes: int, *, head: str = "edgedet", n
 def normalise(images: torch.Tensor) -> torch.Tensor:
     """RGB 0..255 -> what the backbone takes: ``(x − 127) / 128``, as the Lite0 weights were trained."""
     return (images - LITE0_INPUT_MEAN) / LITE0_INPUT_SCALE
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as float32 numpy on the CPU, for the numpy post-processing."""
+    return tensor.detach().float().cpu().numpy()
 
 
 class DetectorContract(nn.Module):
@@ -90,18 +96,7 @@ class Detector(DetectorContract):
     def losses(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return self.loss(self.raw(images), self.points, self.strides, targets)
 
-    @torch.no_grad()
-    def decode(self, raw: torch.Tensor, *, conf: float = 0.05, iou: float = 0.6, pre_nms: int = 1000,
-               max_det: int = 100) -> Detections:
-        """Torch twin of ``edgedet.runtime.postprocess.decode`` (tested equal), for one image's ``(N, 4 + K)``."""
-        logits = raw[:, 4:]
-        threshold = torch.logit(torch.tensor(conf)).item()
-        best = logits.max(1).values
-        candidates = torch.nonzero(best > threshold).squeeze(1)
-        candidates = candidates[best[candidates].argsort(descending=True, stable=True)[:pre_nms]]
-        point_idx, labels = torch.nonzero(logits[candidates] > threshold, as_tuple=True)
-        point_idx = candidates[point_idx]
-        boxes = decode_boxes(raw[point_idx, :4][None], self.points[point_idx], self.strides[point_idx])[0]
-        scores = logits[point_idx, labels].sigmoid()
-        keep = batched_nms(boxes, scores, labels, iou)[:max_det]
-        return Detections(boxes[keep].cpu().numpy(), scores[keep].cpu().numpy(), labels[keep].cpu().numpy())
+    def decode(self, raw: torch.Tensor, *, conf: float = 0.05, iou: float = 0.6) -> Detections:
+        """One image's ``(N, 4 + K)`` through the numpy decode + NMS that ONNX Runtime runs, so torch and ONNX
+        predictions cannot drift apart."""
+        return decode(to_numpy(raw), to_numpy(self.points), to_numpy(self.strides), conf=conf, iou=iou)

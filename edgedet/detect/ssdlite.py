@@ -24,7 +24,7 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.ssdlite import SSDLiteHead
 from torchvision.ops.misc import Conv2dNormActivation
 
-from edgedet.detect.model import DetectorContract, normalise
+from edgedet.detect.model import DetectorContract, normalise, to_numpy
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.postprocess import select_boxes
 from edgedet.runtime.sidecar import BOXES_OUTPUT_CONTRACT
@@ -92,7 +92,9 @@ class SSDLiteDetector(DetectorContract):
         return self.ssd.anchor_generator(ImageList(image, [(size, size)]), maps)[0]
 
     def raw(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) RGB 0..255 -> (B, N, 4 + K): decoded boxes, then class probabilities."""
+        """(B, 3, S, S) RGB 0..255 -> (B, N, 4 + K): decoded boxes, then class probabilities. The box decode is
+        in the graph because it needs torchvision's default boxes and box coder; selection and NMS stay outside, in
+        the numpy ``select_boxes`` that ``decode`` and ONNX Runtime share."""
         x = normalise(images)
         out = self.ssd.head(list(self.ssd.backbone(x).values()))
         batch = len(images)
@@ -106,7 +108,6 @@ class SSDLiteDetector(DetectorContract):
         losses = self.ssd(list(images / 255), shifted)
         return {"loss_cls": losses["classification"], "loss_box": losses["bbox_regression"]}
 
-    @torch.no_grad()
     def decode(self, raw: torch.Tensor, *, conf: float = 0.05, iou: float = 0.6) -> Detections:
-        """One image's ``(N, 4 + K)``: the same numpy selection + NMS as ONNX Runtime."""
-        return select_boxes(raw.float().cpu().numpy(), conf=conf, iou=iou)
+        """One image's ``(N, 4 + K)``: the numpy selection + NMS that ONNX Runtime runs."""
+        return select_boxes(to_numpy(raw), conf=conf, iou=iou)

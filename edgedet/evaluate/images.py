@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedet.data.annotations import annotated_classes, load_coco, select_categories
+from edgedet.data.annotations import annotated_classes, find_split, load_coco, select_categories
 from edgedet.data.formats import canonical_name
 from edgedet.errors import UsageError
 from edgedet.evaluate.coco_eval import EvalReport, detections_to_coco, evaluate_coco
@@ -20,6 +20,14 @@ from edgedet.runtime.detections import Detections
 from edgedet.runtime.preprocess import read_bgr
 
 Predictor = Callable[[np.ndarray], Detections]
+
+
+def split_images(data: Path, split: str) -> list[Path]:
+    """The split's image files in image-id order, the order evaluation reads them (deterministic calibration and
+    timing sets)."""
+    annotations, folder = find_split(data, split)
+    coco = load_coco(annotations)
+    return [folder / coco.imgs[i]["file_name"] for i in sorted(coco.getImgIds())]
 
 
 def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, class_names: list[str], *,

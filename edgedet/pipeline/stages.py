@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from edgedet.data.annotations import find_split
-from edgedet.deploy import quantize_model, split_images
+from edgedet.deploy import quantize_model
 from edgedet.devices.builder import get_or_build_profile, measure_backbones
 from edgedet.devices.latency import layer_table, predict_ms
 from edgedet.devices.profile import get_profile
 from edgedet.errors import EdgedetError, UsageError
-from edgedet.evaluate.images import evaluate_predictor
+from edgedet.evaluate.images import evaluate_predictor, split_images
 from edgedet.export.onnx_export import export_checkpoint
 from edgedet.io import atomic_write_json
 from edgedet.pipeline.report import write_report

@@ -37,7 +37,7 @@ from edgedet.progress import stderr
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.onnx_detector import OnnxDetector, open_session
 from edgedet.runtime.postprocess import REG_CLIP, anchor_points, batched_nms
-from edgedet.runtime.preprocess import letterbox
+from edgedet.runtime.preprocess import letterbox, letterbox_size
 from edgedet.runtime.sidecar import sidecar_path
 
 PEER_FILES = {"FastestDet": "fastestdet/FastestDet.onnx", "NanoDet-m": "nanodet-m/nanodet.onnx"}
@@ -118,8 +118,7 @@ class PeerDetector:
             resized = cv2.resize(image, (size, size), interpolation=self.interpolation)
             tensor, geometry = resized.transpose(2, 0, 1)[None].astype(np.float32), (size / width, size / height, 0, 0)
         else:  # centre
-            scale = size / max(height, width)
-            new_w, new_h = round(width * scale), round(height * scale)
+            scale, new_h, new_w = letterbox_size(height, width, size)
             left, top = (size - new_w) // 2, (size - new_h) // 2
             canvas = np.zeros((size, size, 3), np.uint8)
             canvas[top:top + new_h, left:left + new_w] = cv2.resize(image, (new_w, new_h),
@@ -214,7 +213,7 @@ class NanoDetM(_Gfl):
 
 
 class PicoDet(_Gfl):
-    """PP-PicoDet-S (416 or 512): stretched to SxS (a letterbox loses ~6 AP); four levels; NMS 0.6."""
+    """PP-PicoDet-S (416 or 512): stretched to SxS (a letterbox costs it accuracy); four levels; NMS 0.6."""
 
     name, file_pattern, resize, levels = "picodet", "picodet*.onnx", "stretch", 4
 

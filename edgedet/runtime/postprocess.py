@@ -1,10 +1,11 @@
-"""Decoding the raw head output and NMS, in numpy: shared by ONNX evaluation and the camera loop.
+"""Decoding the raw head output and NMS, in numpy: the one post-processing of every edgedet model, torch and ONNX
+Runtime alike, so their predictions differ only by the network's own float rounding.
 
 Raw head layout, one tensor ``(B, N, 4 + K)``: for every anchor point of the stride-8, 16 and 32 grids in turn
 (row-major), 4 box-regression values then K class logits. The box is ``(cx - l, cy - t, cx + r, cy + b)`` with
 ``(l, t, r, b) = exp(reg) * stride`` around the point centre ``((x + 0.5) * stride, (y + 0.5) * stride)``; class
-scores are ``sigmoid(logit)``. The torch path in ``edgedet.detect`` implements the same and is tested equal.
-Models that decode inside the graph (the SSDlite baseline) output boxes and probabilities instead: ``select_boxes``.
+scores are ``sigmoid(logit)``. Models that decode inside the graph (the SSDlite baseline) output boxes and
+probabilities instead: ``select_boxes``.
 """
 
 from __future__ import annotations

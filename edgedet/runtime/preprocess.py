@@ -21,11 +21,16 @@ def read_bgr(path: Path) -> np.ndarray | None:
     return cv2.imread(str(path), READ_FLAGS)
 
 
+def letterbox_size(height: int, width: int, imgsz: int) -> tuple[float, int, int]:
+    """(scale, new_h, new_w) of an image fitted into ``imgsz``: the one rounding every letterbox uses, so that
+    training, export and every runtime resize to the same pixels."""
+    scale = imgsz / max(height, width)
+    return scale, min(imgsz, round(height * scale)), min(imgsz, round(width * scale))
+
+
 def letterbox(image_bgr: np.ndarray, imgsz: int) -> tuple[np.ndarray, float]:
     """(H, W, 3) uint8 BGR image -> ((1, 3, imgsz, imgsz) float32 RGB 0..255, scale)."""
-    height, width = image_bgr.shape[:2]
-    scale = imgsz / max(height, width)
-    new_w, new_h = min(imgsz, round(width * scale)), min(imgsz, round(height * scale))
+    scale, new_h, new_w = letterbox_size(*image_bgr.shape[:2], imgsz)
     resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     canvas = np.full((imgsz, imgsz, 3), PAD_VALUE, np.uint8)
     canvas[:new_h, :new_w] = resized

@@ -20,9 +20,10 @@ from edgedet.data.synthetic import make_synthetic
 from edgedet.devices.profile import get_profile
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.devices.latency import predict_ms
-from edgedet.search.derive import bins_per_device, derive_ops, departure_scores, random_ops_near, resolution_scaled
+from edgedet.search.derive import (bins_per_device, departure_scores, derivation_scores, derive_ops,
+                                   fastest_at_score, ops_score, random_ops_near, resolution_scaled)
 from edgedet.search.latency import DeviceLatency, LatencyLoss
-from edgedet.search.loop import SearchConfig, Searcher, search, split_indices, temperature
+from edgedet.search.loop import THETA_CHUNK, SearchConfig, Searcher, search, split_indices, temperature
 from edgedet.search.supernet import MixedOp, SuperBackbone, Supernet, gumbel_weights
 from edgedet.space import OP_NAMES, ArchSpec, get_space
 from edgedet.space.backbone import Backbone
@@ -325,6 +326,22 @@ def test_the_pretrained_prior_buys_the_departures_that_cost_least():
     assert derive(learned, flat * 2, 1.001 * device.reference_ms)[5] == reference[5]  # a dearer departure is not
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_fastest_at_score_reaches_the_floor_and_nothing_reaching_it_is_faster(seed):
+    table, log_probs = _random_problem(seed)
+    device = _toy_device(table)
+    every = [(ops_score(log_probs, ops), device.predict_ms(ops))
+             for ops in itertools.product(*[np.flatnonzero(np.isfinite(row)) for row in log_probs])]
+    slowest = 1.0 + np.where(np.isfinite(table), table, -np.inf).max(1).sum()
+    resolution = 4 * (slowest - device.fastest_ms) / bins_per_device(4, 1)  # the DP's: one bin per layer at most
+    for floor in np.quantile([score for score, _ in every], [0.0, 0.5, 0.9, 0.99, 1.0]):
+        ops = fastest_at_score(log_probs, device, float(floor))
+        assert ops_score(log_probs, ops) >= floor - 1e-9
+        assert device.predict_ms(ops) <= min(ms for score, ms in every if score >= floor - 1e-9) + resolution
+    with pytest.raises(UsageError, match="no architecture scores"):
+        fastest_at_score(log_probs, device, max(score for score, _ in every) + 0.1)
+
+
 def test_without_target_the_derivation_is_the_argmax(jetson):
     log_probs = torch.log_softmax(torch.randn(5, 9, generator=torch.Generator().manual_seed(1)), -1).numpy()
     assert derive_ops(log_probs, [jetson]) == log_probs.argmax(1).tolist()
@@ -409,6 +426,53 @@ def test_the_search_adds_the_prior_when_it_derives_from_inherited_weights(synthe
         arch = searcher.finish().arch
         assert arch.ops == expected
         assert arch.provenance["departure_costs"][3]["k5_e6"] == 0.0 < arch.provenance["departure_costs"][3]["k3_e1"]
+
+
+def test_derivation_scores_rebuild_what_the_search_derived_from(synthetic, tmp_path):
+    """θ's log-probabilities from arch.json (the tiny space inherits nothing: no prior), less the prior per unit of
+    departure cost when the search had one; the same architecture derives from them; a plain arch.json is refused."""
+    searcher = Searcher(_config(synthetic, target_ms=[0.42]), tmp_path)
+    with torch.no_grad():
+        searcher.model.backbone.theta.normal_(0, 1, generator=torch.Generator().manual_seed(0))
+    result = searcher.finish()
+    scores = derivation_scores(result.path)
+    expected = searcher.model.log_probs()
+    assert np.array_equal(np.isinf(scores), np.isinf(expected))
+    assert np.allclose(scores[np.isfinite(scores)], expected[np.isfinite(expected)], atol=1e-4)
+    assert derive_ops(scores, searcher.devices, budget_use=0.95) == [OP_NAMES.index(op) for op in result.arch.ops]
+    data = json.loads(result.path.read_text())
+    costs = np.where(np.isfinite(expected), np.arange(9.0) / 10, np.inf)
+    data["provenance"] |= {"departure_costs": searcher.model.per_layer(costs),
+                           "config": data["provenance"]["config"] | {"reference_prior": 2.0}}
+    (tmp_path / "prior.json").write_text(json.dumps(data))
+    with_prior = derivation_scores(tmp_path / "prior.json")
+    assert np.allclose(with_prior[np.isfinite(costs)], (scores - 2.0 * costs)[np.isfinite(costs)])
+    (tmp_path / "plain.json").write_text(json.dumps(ArchSpec.default("tiny", 64).to_json()))
+    with pytest.raises(UsageError, match="not from an edgedet search"):
+        derivation_scores(tmp_path / "plain.json")
+
+
+@pytest.mark.parametrize("path", ["single", "mixture"])
+def test_detection_theta_gradients_stack_one_per_theta_batch_without_moving_anything(synthetic, tmp_path, path):
+    """Per θ batch and repeat, the detection loss's gradient on the allowed θ entries, in chunks of THETA_CHUNK
+    images on the path asked for; θ and the weights are left as they were, and the weights still train."""
+    searcher = Searcher(_config(synthetic, theta_fraction=0.5, batch=6), tmp_path)  # one θ batch of 6: chunks 4 + 2
+    calls = []
+    for op in searcher.model.backbone.layers[2].candidates:
+        op.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    theta = searcher.model.backbone.theta.detach().clone()
+    weights = [p.detach().clone() for p in searcher.weights]
+    searcher.model.eval()
+    grads = searcher.detection_theta_gradients(path, repeats=2)
+    assert grads.shape == (2 * len(searcher.theta_loader), int(searcher.model.backbone.mask.sum()))
+    assert torch.isfinite(grads).all() and (grads != 0).any(1).all() and not torch.equal(grads[0], grads[1])
+    if path == "mixture":
+        assert calls == ([THETA_CHUNK] * 9 + [6 - THETA_CHUNK] * 9) * 2  # every candidate, chunk by chunk
+    else:
+        assert sum(calls) == 2 * 6 and max(calls) <= THETA_CHUNK and len(calls) < 2 * 9  # one candidate per sample
+    assert torch.equal(searcher.model.backbone.theta, theta) and searcher.model.backbone.theta.grad is None
+    assert all(torch.equal(a, b) and b.requires_grad for a, b in zip(weights, searcher.weights))
+    assert searcher.model.training and searcher.model.backbone.mode == "single"
 
 
 def test_search_cli_end_to_end_then_resume(synthetic, in_tmp):

@@ -12,30 +12,32 @@ most one bin per layer of slack left unused: the DP can miss an architecture onl
 holds about ``max_cells`` cells in all (16 layers, one device: ~18,700 bins; two devices: ~135 each).
 
 Spending the budget: the most probable architecture under a cap can sit far below it when θ has barely left the
-uniform distribution (a short search on little data) — a jetson search at Lite0's 4.94 ms derived a 2.84 ms
-backbone. A user who states a budget wants the most accurate backbone that uses it, so the DP also asks for at least
-``budget_use · T_d`` on every targeted device (up to the bin resolution): it takes the best cell at or above that
-many bins. When no architecture reaches it (a budget above the space's slowest architecture, or several devices that
-disagree), it falls back to the best under the caps alone. ``budget_use = 0`` keeps only the caps.
+uniform distribution (a short search on little data). A user who states a budget wants the most accurate backbone
+that uses it, so the DP also asks for at least ``budget_use · T_d`` on every targeted device (up to the bin
+resolution): it takes the best cell at or above that many bins. When no architecture reaches it (a budget above the
+space's slowest architecture, or several devices that disagree), it falls back to the best under the caps alone.
+``budget_use = 0`` keeps only the caps.
 
 The pretrained prior: in the ``lite0`` space every candidate inherits from Lite0's ImageNet block at its layer, but
-only Lite0's own op inherits exactly; the rest start from approximations, and a short training on a few hundred
-images does not close that gap (coco-mini person AP after 12 epochs: Lite0 6.1, MobileNetV2-like 4.7, random
-architectures of similar latency 1.3-3.0). How far each departure starts is measured, not guessed: the relative
-change of the pretrained network's features when that one op replaces Lite0's at its layer
-(``SuperBackbone.departure_costs``; on coco-mini at 320: 0.03 for a skip at layer 12, 0.84 for an e1 block at
-layer 8).
+only Lite0's own op inherits exactly; the rest start from approximations, and a short training on little data does
+not close that gap. How far each departure starts is measured, not guessed: the relative change of the pretrained
+network's features when that one op replaces Lite0's at its layer (``SuperBackbone.departure_costs``).
 ``departure_scores`` subtracts ``prior`` nats per unit of it from θ's log-probabilities before the derivation, so a
 budget buys the departures that disturb the pretrained network least, and θ overrides that only where it learned
-more. A flat prior (the same nats for any departure from Lite0's op) made the derivation drop the blocks that save
-most per departure, whatever they cost the features. The prior is added here and not to θ's start: a start ahead on
-Lite0's ops did not survive the search (a 4.15 ms budget below the start's expected 4.47 ms pulled every θ entry of
-an e6 op down at Adam's full step, and the entropy of θ went back to near uniform).
+more. The cost is graded, not flat, so that the blocks that save most are not dropped whatever they cost the
+features; and it is added here, not to θ's start, because the latency loss's pushes would wash a start out during
+the search (benchmarks/README.md, "Why the search modules are as they are", has the measurements).
+
+``fastest_at_score`` is the budgeted derivation's dual: the fastest architecture whose score reaches a level, to
+compare devices (or precisions) at matched accuracy rather than matched latency.
 """
 
 from __future__ import annotations
 
+import math
 import random
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -122,6 +124,48 @@ def departure_scores(log_probs: np.ndarray, costs: np.ndarray, prior: float) -> 
     """``log_probs − prior · costs``: θ's log-probabilities less ``prior`` nats per unit of each op's departure cost
     (``(L, 9)``, 0 for the reference op, ``inf`` where forbidden, as ``log_probs`` is ``-inf`` there)."""
     return log_probs - prior * np.where(np.isfinite(costs), costs, 0.0)
+
+
+def derivation_scores(arch_json: Path) -> np.ndarray:
+    """(L, 9) scores a finished search derived from, rebuilt from its ``arch.json``: θ's log-probabilities (``-inf``
+    where an op is not allowed) less the departure-cost prior where it had one, so that other architectures can be
+    derived from the same search (another budget, another device) without its checkpoint."""
+    provenance = ArchSpec.load(arch_json).provenance
+    if "theta_probs" not in provenance or "departure_costs" not in provenance:
+        raise UsageError(f"{arch_json} has no θ probabilities and departure costs: it is not from an edgedet search "
+                         f"of this version; search again into a fresh folder (delete {arch_json.parent})")
+    scores = np.full((len(provenance["theta_probs"]), len(OP_NAMES)), -np.inf)
+    for layer, probs in enumerate(provenance["theta_probs"]):
+        for op, probability in probs.items():
+            scores[layer, OP_NAMES.index(op)] = math.log(max(probability, 1e-12))
+    if provenance["departure_costs"] is None:  # no inherited weights: θ alone, as the search's derivation did
+        return scores
+    costs = np.array([[layer.get(op, math.inf) for op in OP_NAMES] for layer in provenance["departure_costs"]])
+    return departure_scores(scores, costs, provenance["config"]["reference_prior"])
+
+
+def ops_score(scores: np.ndarray, ops: list[int]) -> float:
+    """An architecture's score: the sum over layers of its ops' scores, what the derivation maximises."""
+    return float(scores[np.arange(len(ops)), ops].sum())
+
+
+def fastest_at_score(scores: np.ndarray, device: DeviceLatency, floor: float) -> list[int]:
+    """The fastest architecture on ``device`` whose score reaches ``floor``: devices compared at matched accuracy.
+    Found by bisecting the budgeted derivation's budget (the best score within a budget never falls as the budget
+    grows), to within the DP's resolution. Raises UsageError when no architecture reaches ``floor``."""
+    slowest = device.fixed_ms + float(np.where(np.isfinite(device.table), device.table, 0).max(1).sum())
+    low, high = device.fastest_ms, slowest
+    best = derive_ops(scores, [replace(device, target_ms=high)])
+    if ops_score(scores, best) < floor - 1e-9:
+        raise UsageError(f"no architecture scores {floor:.4g}: the best scores {ops_score(scores, best):.4g}")
+    for _ in range(30):  # (slowest − fastest) / 2^30: below the DP's own resolution
+        middle = (low + high) / 2
+        ops = derive_ops(scores, [replace(device, target_ms=middle)])
+        if ops_score(scores, ops) >= floor - 1e-9:
+            high, best = middle, ops
+        else:
+            low = middle
+    return best
 
 
 def to_arch(space: SearchSpace, imgsz: int, ops: list[int], provenance: dict[str, Any] | None = None) -> ArchSpec:

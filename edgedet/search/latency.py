@@ -22,14 +22,13 @@ factor ``α · log(LAT')^β`` runs from α at the fastest architecture upward.
 Hard targets: a device with a target ``T_d`` counts its floor at the target instead of at its fastest architecture
 (``T_d / REF_d`` in place of ``fastest_d / REF_d``) and ``R / R_floor`` is clamped at 1: below the budget the FBNet
 factor does not pull toward faster ops (it stays α), because a user who sets a budget wants the most accurate
-backbone within it, not one that trades accuracy for speed nobody asked for (without the clamp a jetson search at
-Lite0's 4.94 ms derived a 2.26 ms backbone: person AP 1.6 after 12 epochs on coco-mini, Lite0 6.1). The loss is
-further multiplied by ``1 + λ · |max_d LAT_d / T_d − 1|``: the tightest budget's use, pulled to 1 from both sides,
-as TuNAS's absolute reward does (Bender et al., CVPR 2020). One-sided (``max(0, ·)``, no pull from below), θ's Adam
-carried the penalty's first pushes on: every coco-mini search ended about 20% under its target (expected latency
-4.17 → 3.26 ms for a 4.15 ms target, 4.17 → 2.70 ms for 3.46 ms), θ preferring cheap ops nobody asked for. The
-final architecture meets the targets exactly by budgeted derivation (``edgedet.search.derive``), which also spends
-at least ``budget_use`` of each budget.
+backbone within it, not one that trades accuracy for speed nobody asked for. The loss is further multiplied by
+``1 + λ · |max_d LAT_d / T_d − 1|``: the tightest budget's use, pulled to 1 from both sides, as TuNAS's absolute
+reward does (Bender et al., CVPR 2020). Two-sided because θ's Adam turns every consistent push into a full step: a
+one-sided penalty's first pushes carry θ on, well under its target, toward cheap ops nobody asked for
+(benchmarks/README.md, "Why the search modules are as they are", has the measurements). The final architecture
+meets the targets exactly by budgeted derivation (``edgedet.search.derive``), which also spends at least
+``budget_use`` of each budget.
 """
 
 from __future__ import annotations

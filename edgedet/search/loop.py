@@ -285,22 +285,45 @@ class Searcher:
         self.scheduler.step()
         return loss.item()
 
+    def _theta_losses(self, batch: tuple[torch.Tensor, list[dict[str, Any]]], path: str, size: int
+                      ) -> Iterator[tuple[torch.Tensor, float]]:
+        """(detection loss, share of the batch) per ``size``-image piece of a batch on ``path``, weights frozen:
+        each backpropagated times its share adds up to the batch's gradient on θ alone, at one piece's memory."""
+        images, targets = to_device(*batch, self.device)
+        with frozen(self.weights), self.model.backbone.path(path):
+            for piece, piece_targets, share in chunks(images, targets, size):
+                yield sum(self.model(piece, piece_targets).values()), share
+
     def theta_step(self, batch: tuple[torch.Tensor, list[dict[str, Any]]], epoch: int) -> dict[str, float]:
         """One Adam step on θ; in hybrid mode the batch's gradient is accumulated over chunks (memory)."""
-        images, targets = to_device(*batch, self.device)
-        size = THETA_CHUNK if self.mode == "hybrid" else len(images)
+        size = THETA_CHUNK if self.mode == "hybrid" else len(batch[0])
         self.arch_optimizer.zero_grad(set_to_none=True)
         parts, shares = [], []
-        with frozen(self.weights), self.model.backbone.path(self.theta_path):
-            for piece, piece_targets, share in chunks(images, targets, size):
-                det_loss = sum(self.model(piece, piece_targets).values())
-                loss, details = self.latency(det_loss, self.model.backbone.probs())
-                self._check(loss, "search loss", epoch)
-                (loss * share).backward()
-                parts.append(details)
-                shares.append(share)
+        for det_loss, share in self._theta_losses(batch, self.theta_path, size):
+            loss, details = self.latency(det_loss, self.model.backbone.probs())
+            self._check(loss, "search loss", epoch)
+            (loss * share).backward()
+            parts.append(details)
+            shares.append(share)
         self.arch_optimizer.step()
         return {key: float(np.average([d[key] for d in parts], weights=shares)) for key in parts[0]}
+
+    def detection_theta_gradients(self, path: str, repeats: int = 2) -> torch.Tensor:
+        """(batches, allowed θ entries): the detection loss's gradient on θ for every batch of the θ loader, run
+        ``repeats`` times (each pass seeded for its own augmentation) on ``path`` at the current temperature. How
+        far they agree across batches is how much signal each θ step carries; nothing is updated."""
+        backbone = self.model.backbone
+        self.model.train()  # θ's gradient flows through the Gumbel draws of training mode only
+        grads = []
+        for repeat in range(repeats):
+            self.theta_loader.generator.manual_seed(repeat)
+            for batch in self.theta_loader:
+                backbone.theta.grad = None
+                for det_loss, share in self._theta_losses(batch, path, THETA_CHUNK):
+                    (det_loss * share).backward()
+                grads.append(backbone.theta.grad[backbone.mask].cpu())
+        backbone.theta.grad = None
+        return torch.stack(grads)
 
     def run_epoch(self, epoch: int, bar: Progress, task: TaskID) -> dict[str, Any]:
         """One epoch; θ steps (after the warm-up) interleaved evenly among the weight steps."""

@@ -306,7 +306,8 @@ def _adapter_for(path: Path, named: str | None) -> type[PeerDetector]:
     else:
         candidates = _candidates(path, inputs, outputs)
         if len(candidates) != 1:
-            raise UsageError(f"{path}: {'no' if not candidates else 'more than one'} adapter fits this model "
+            nothing = f"no sidecar {sidecar_path(path).name} beside it and no"
+            raise UsageError(f"{path}: {nothing if not candidates else 'more than one'} adapter fits this model "
                              f"({layout}); {HOW_TO_NAME}")
         adapter = candidates[0]
     if not adapter.matches(inputs, outputs):

@@ -1,10 +1,9 @@
 """Box-aware transforms (torchvision ``transforms.v2``) for ``(image, target)`` samples of ``CocoDetection``.
 
-Letterbox, the project's one input geometry (``edgedet.runtime.preprocess.letterbox`` is its numpy/cv2 twin)::
+Letterbox, the project's one input geometry, on tensors here and on numpy images in
+``edgedet.runtime.preprocess.letterbox``; both size it with ``letterbox_size`` from there::
 
-    scale = imgsz / max(h, w)
-    new_w, new_h = min(imgsz, round(w * scale)), min(imgsz, round(h * scale))
-    resize to (new_h, new_w): bilinear, half-pixel centres, no antialias (as cv2.INTER_LINEAR)
+    resize to letterbox_size(h, w, imgsz): bilinear, half-pixel centres, no antialias (as cv2.INTER_LINEAR)
     pad right and bottom with 114 to (imgsz, imgsz); no centring, so a model box maps back as box / scale
 
 ``target["scale"]`` holds that scale after the transform. The output image stays uint8 (3, imgsz, imgsz) RGB; the
@@ -25,13 +24,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2 import query_size
 
-from edgedet.runtime.preprocess import PAD_VALUE
-
-
-def letterbox_size(height: int, width: int, imgsz: int) -> tuple[float, int, int]:
-    """(scale, new_h, new_w), rounded exactly as the cv2 letterbox rounds, so both give the same pixels."""
-    scale = imgsz / max(height, width)
-    return scale, min(imgsz, round(height * scale)), min(imgsz, round(width * scale))
+from edgedet.runtime.preprocess import PAD_VALUE, letterbox_size
 
 
 class Letterbox(v2.Transform):

@@ -9,7 +9,7 @@ and ``--random`` random architectures (within 5% of the searched one's latency) 
 (searched, Lite0, Lite0 at the input size nearest the searched latency, MobileNetV2-like, torchvision's SSDlite head
 on the Lite0 backbone, the random ones) is trained with the same short recipe (``--epochs`` at 320, the scaled Lite0
 at its own size; the default 12 take 11-18 minutes, about twice as many CPU-minutes, per model on 2 cores;
-``benchmarks/search.py --parts matched`` compares within 15 CPU-minutes), exported, quantized and evaluated through
+``benchmarks/search_matched.py`` compares within 15 CPU-minutes), exported, quantized and evaluated through
 ONNX Runtime; the peers (FastestDet, NanoDet-m) are evaluated and timed beside them.
 Re-running resumes the pipeline where it stopped.
 

@@ -1,0 +1,74 @@
+"""What the search benchmarks (``search.py``, ``search_matched.py``) share, none of it library logic: ``edgedet``
+commands in child processes with their CPU time counted, the settings check of a reused run folder, the options
+every part takes, and each part's JSON written once and shown."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+
+from edgedet.io import atomic_write_json
+
+console = Console()
+
+
+def children_usage() -> tuple[float, float]:
+    """(CPU seconds, peak RSS in GB of the largest process) over every finished child so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024**2
+
+
+def run_child(command: list[str], run: Path) -> dict[str, float]:
+    """``edgedet COMMAND`` into the run folder ``run`` (resumed when it holds a last.pt) in a child process: its wall
+    and CPU minutes (all of them, not only this process's)."""
+    command = [*command, "--name", run.name, *(["--resume"] if (run / "last.pt").exists() else [])]
+    console.print("running: edgedet " + " ".join(command))
+    cpu_before, start = children_usage()[0], time.perf_counter()
+    subprocess.run([sys.executable, "-m", "edgedet", *command], check=True)
+    return {"wall_min": (time.perf_counter() - start) / 60, "cpu_min": (children_usage()[0] - cpu_before) / 60}
+
+
+def redo_unless_same(run: Path, wanted: dict[str, Any]) -> None:
+    """A run folder is reused (finished, or resumed) only when its config.json has these settings; one made with
+    others is deleted so that it is redone, not passed off under the new ones."""
+    if not (run / "config.json").exists():
+        return
+    saved = json.loads((run / "config.json").read_text())
+    changed = sorted(key for key, value in wanted.items() if saved.get(key) != value)
+    if changed:
+        console.print(f"{run}: made with another {', '.join(changed)}; doing it afresh")
+        shutil.rmtree(run)
+
+
+def parser_with_common(doc: str | None) -> argparse.ArgumentParser:
+    """A parser with the options every part takes: its data, where its JSON goes, and --redo."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/datasets/coco-mini"))
+    parser.add_argument("--redo", action="store_true", help="run parts again even when their JSON exists")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/search"), help="folder of <part>.json")
+    return parser
+
+
+def run_part(part: str, args: argparse.Namespace, measure: Callable[[argparse.Namespace], dict[str, Any]],
+             show: Callable[[str, dict[str, Any]], None]) -> None:
+    """``<--out>/<part>.json``: measured and written, or read when it exists (unless --redo); then shown."""
+    path = args.out / f"{part}.json"
+    if path.exists() and not args.redo:
+        result = json.loads(path.read_text())
+        console.print(f"{part}: done before ({path}); --redo to measure again")
+    else:
+        result = measure(args)
+        atomic_write_json(path, result)
+    try:
+        show(part, result)
+    except KeyError as missing:
+        raise SystemExit(f"{path} has no {missing}: it is from an older benchmark; run this part with --redo")

@@ -19,6 +19,8 @@ from rich.table import Table
 from edgedet import __version__
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.io import run_dir
+from edgedet.search.config import SearchConfig
+from edgedet.train.config import TrainConfig
 
 app = typer.Typer(
     help="Search, train, quantize and run a fast object detector for a chosen edge device.\n\n"
@@ -180,7 +182,8 @@ def arch_show(
     _write_json(json_out, {"arch": str(arch), **{k: v for k, v in totals.items() if k != "layer"}})
 
 
-DeviceType = Annotated[str, typer.Option("--device-type", help="auto (CUDA when present), cpu or cuda.")]
+DeviceType = Annotated[Optional[str], typer.Option("--device-type", help="auto (CUDA when present), cpu or cuda "
+                                                                          "[default: auto].")]
 
 
 def _data_or_synthetic(data: Optional[Path]) -> Path:
@@ -213,8 +216,9 @@ def _run_config(stage: str, name: Optional[str], resume: bool, schema: Callable[
     return folder, schema(fresh() | given)
 
 
-def _settings(config_file: Optional[Path], items: Optional[list[str]]) -> dict[str, Any]:
-    """``--config FILE.yaml`` then ``--set key=value`` (values read as YAML), over the command's options."""
+def _settings(config_file: Optional[Path], options: dict[str, Any], items: Optional[list[str]]) -> dict[str, Any]:
+    """The settings a run starts from, each over the one before: its config's defaults (not here), ``--config
+    FILE.yaml``, the options given (``None``: not given), ``--set key=value`` (values read as YAML)."""
     import yaml
 
     values: dict[str, Any] = {}
@@ -225,12 +229,20 @@ def _settings(config_file: Optional[Path], items: Optional[list[str]]) -> dict[s
             raise UsageError(f"--config {config_file}: cannot read it as YAML ({str(err).splitlines()[0]})") from err
         if not isinstance(values, dict):
             raise UsageError(f"--config {config_file}: expected a mapping of setting: value")
+    values |= {key: value for key, value in options.items() if value is not None}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--set {item}: use KEY=VALUE, e.g. --set weight_decay=0.01")
         values[key.strip()] = yaml.safe_load(value)
     return values
+
+
+def _default(schema: type, key: str, text: str) -> str:
+    """Option help ending in the default that the run's config dataclass holds (the one place defaults live)."""
+    from edgedet.settings import default_of
+
+    return f"{text} [default: {default_of(schema, key)}]"
 
 
 DataDirs = Annotated[Optional[list[Path]], typer.Option(
@@ -247,32 +259,38 @@ SetItems = Annotated[Optional[list[str]], typer.Option(
 @app.command("train")
 def train_command(
     data: DataDirs = None,
-    arch: Annotated[str, typer.Option(help="ArchSpec string or arch.json from a search.")] = "lite0@320",
+    arch: Annotated[Optional[str], typer.Option(help=_default(TrainConfig, "arch", "ArchSpec string or arch.json "
+                                                                                   "from a search."))] = None,
     classes: Classes = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Input size (default: the ArchSpec's).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(
-        help="Training epochs (default 30; with --resume, the run's own unless given).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help=_default(
+        TrainConfig, "epochs", "Training epochs (with --resume: the run's own unless given)."))] = None,
     time: Annotated[Optional[str], typer.Option(
         help="Time budget, e.g. 90m or 1.5h: the epochs are re-planned after each one so that warm-up + cosine "
              "end when the time is up (overrides --epochs).")] = None,
-    batch: Annotated[int, typer.Option(help="Images per step.")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
-    optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
-    pretrained: Annotated[bool, typer.Option("--pretrained/--scratch",
-                                             help="Start from ImageNet Lite0 weights (lite0 space).")] = True,
-    head: Annotated[str, typer.Option(help="edgedet (anchor-free, the default) or ssdlite (torchvision's SSDlite "
-                                           "head, boxes and loss on the same backbone: a baseline).")] = "edgedet",
-    workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 2,
-    seed: Annotated[int, typer.Option(help="Seed for weights, data order and augmentation.")] = 0,
-    eval_every: Annotated[int, typer.Option(help="Evaluate on val every N epochs (and at the end).")] = 5,
-    eval_images: Annotated[Optional[int], typer.Option(
-        help="Val images (the first N of the first dataset) evaluated during training; the whole val of every "
-             "dataset at the end.")] = 500,
+    batch: Annotated[Optional[int], typer.Option(help=_default(TrainConfig, "batch", "Images per step."))] = None,
+    lr: Annotated[Optional[float], typer.Option(help=_default(TrainConfig, "lr", "Peak learning rate."))] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help=_default(TrainConfig, "optimizer", "adamw or sgd."))
+                         ] = None,
+    pretrained: Annotated[Optional[bool], typer.Option("--pretrained/--scratch", help=_default(
+        TrainConfig, "pretrained", "Start from ImageNet Lite0 weights (lite0 space)."))] = None,
+    head: Annotated[Optional[str], typer.Option(help=_default(
+        TrainConfig, "head", "edgedet (anchor-free) or ssdlite (torchvision's SSDlite head, boxes and loss on the "
+                             "same backbone: a baseline)."))] = None,
+    workers: Annotated[Optional[int], typer.Option(help=_default(TrainConfig, "workers",
+                                                                 "Data-loading worker processes."))] = None,
+    seed: Annotated[Optional[int], typer.Option(help=_default(
+        TrainConfig, "seed", "Seed for weights, data order and augmentation."))] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help=_default(
+        TrainConfig, "eval_every", "Evaluate on val every N epochs (and at the end)."))] = None,
+    eval_images: Annotated[Optional[int], typer.Option(help=_default(
+        TrainConfig, "max_eval_images", "Val images (the first N of the first dataset) evaluated during training; "
+                                        "the whole val of every dataset at the end."))] = None,
     config_file: ConfigFile = None,
     set_: SetItems = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder runs/train/NAME (default: next number).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue runs/train/NAME from its last.pt.")] = False,
-    device_type: DeviceType = "auto",
+    device_type: DeviceType = None,
     json_out: JsonOut = None,
 ) -> None:
     """Train a detector on COCO, YOLO or VOC data (one dataset or several): EMA, warm-up + cosine (or a --time
@@ -281,13 +299,13 @@ def train_command(
 
     Example: edgedet train --data ../shared/datasets/people --time 90m --name people
     """
-    from edgedet.train.engine import TrainConfig, train
+    from edgedet.train.engine import train
 
-    folder, config = _run_config("train", name, resume, TrainConfig.from_dict, epochs, lambda: dict(
-        arch=arch, data=[str(_data_or_synthetic(d)) for d in data or [None]], classes=_class_list(classes),
-        imgsz=imgsz, time=time, batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained, head=head,
-        workers=workers, seed=seed, eval_every=eval_every, max_eval_images=eval_images, device=device_type,
-    ) | _settings(config_file, set_))
+    folder, config = _run_config("train", name, resume, TrainConfig.from_dict, epochs, lambda: _settings(
+        config_file, dict(arch=arch, data=[str(_data_or_synthetic(d)) for d in data or [None]],
+                          classes=_class_list(classes), imgsz=imgsz, time=time, batch=batch, lr=lr, optimizer=optimizer,
+                          pretrained=pretrained, head=head, workers=workers, seed=seed, eval_every=eval_every,
+                          max_eval_images=eval_images, device=device_type), set_))
     final = train(config, folder, resume=resume)
     ap, ap50 = final.get("AP", float("nan")), final.get("AP50", float("nan"))
     console.print(f"trained {folder}: AP {ap:.1f}  AP50 {ap50:.1f} on {Path(config.data[0]).name} val "
@@ -466,53 +484,65 @@ def benchmark_command(
 def search_command(
     device: Annotated[list[str], typer.Option(help="Device profile id or alias (repeat for a multi-device search; "
                                                    "host is measured on first use).")],
-    objective: Annotated[str, typer.Option(help="Several devices: mean (average) or max (worst) of each latency "
-                                                "relative to the space's reference architecture.")] = "mean",
+    objective: Annotated[Optional[str], typer.Option(help=_default(
+        SearchConfig, "objective", "Several devices: mean (average) or max (worst) of each latency relative to the "
+                                   "space's reference architecture."))] = None,
     target_ms: TargetMs = None,
-    budget_use: Annotated[float, typer.Option(help="With --target-ms: the derived backbone's predicted latency is at "
-                                                   "least this share of each target, where one can be (0.95: within "
-                                                   "5% below it; 0: the cap only).")] = 0.95,
+    budget_use: Annotated[Optional[float], typer.Option(help=_default(
+        SearchConfig, "budget_use", "With --target-ms: the derived backbone's predicted latency is at least this "
+                                    "share of each target, where one can be (0.95: within 5% below it; 0: the cap "
+                                    "only)."))] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8 (default: each profile's).")] = None,
-    space: Annotated[str, typer.Option(help="Search space: lite0 (ImageNet-initialised), fbnet or tiny.")] = "lite0",
-    reference_prior: Annotated[float, typer.Option(
-        help="lite0 space: when deriving the architecture from θ, nats subtracted per unit of each op's departure "
-             "cost (how much it alone changes the ImageNet-pretrained Lite0's features, measured at the start; "
-             "0 for Lite0's own op). 50: a skip that changes them by 3% costs 1.5 nats; 0 = θ alone.")] = 50.0,
+    space: Annotated[Optional[str], typer.Option(help=_default(
+        SearchConfig, "space", "Search space: lite0 (ImageNet-initialised), fbnet or tiny."))] = None,
+    reference_prior: Annotated[Optional[float], typer.Option(help=_default(
+        SearchConfig, "reference_prior", "lite0 space: when deriving the architecture from θ, nats subtracted per "
+        "unit of each op's departure cost (how much it alone changes the ImageNet-pretrained Lite0's features, "
+        "measured at the start; 0 for Lite0's own op). 50: a skip that changes them by 3% costs 1.5 nats; 0 = θ "
+        "alone."))] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Input size, a multiple of 32 (default: the space's).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(
-        help="Epochs in all, warm-up included (default 8; with --resume, the run's own unless given).")] = None,
-    warmup_epochs: Annotated[int, typer.Option(help="Epochs that train the weights only, before θ.")] = 2,
-    data: Annotated[Optional[Path], typer.Option(help="COCO-format folder (default: the synthetic set).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help=_default(
+        SearchConfig, "epochs", "Epochs in all, warm-up included (with --resume: the run's own unless given)."))
+                      ] = None,
+    warmup_epochs: Annotated[Optional[int], typer.Option(help=_default(
+        SearchConfig, "warmup_epochs", "Epochs that train the weights only, before θ."))] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder: COCO, YOLO or Pascal VOC (default: the "
+                                                      "synthetic set).")] = None,
     classes: Classes = None,
-    mode: Annotated[str, typer.Option(help="single (one sampled op per sample; CPU default), mixture (all ops, "
-                                           "the paper's; CUDA default), hybrid (weights single, θ mixture) or "
-                                           "auto.")] = "auto",
-    batch: Annotated[int, typer.Option(help="Images per step.")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak learning rate of the weights (SGD).")] = 0.02,
+    mode: Annotated[Optional[str], typer.Option(help=_default(
+        SearchConfig, "mode", "single (one sampled op per sample; CPU default), mixture (all ops, the paper's; CUDA "
+                              "default), hybrid (weights single, θ mixture) or auto."))] = None,
+    batch: Annotated[Optional[int], typer.Option(help=_default(SearchConfig, "batch", "Images per step."))] = None,
+    lr: Annotated[Optional[float], typer.Option(help=_default(
+        SearchConfig, "lr", "Peak learning rate of the weights (SGD)."))] = None,
     arch_lr: Annotated[Optional[float], typer.Option(
         help="Learning rate of θ (Adam). Default: the paper's 0.01 scaled by 90/epochs, like the temperature.")] = None,
-    workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 2,
-    seed: Annotated[int, typer.Option(help="Seed for weights, data split and order, and Gumbel draws.")] = 0,
+    workers: Annotated[Optional[int], typer.Option(help=_default(SearchConfig, "workers",
+                                                                 "Data-loading worker processes."))] = None,
+    seed: Annotated[Optional[int], typer.Option(help=_default(
+        SearchConfig, "seed", "Seed for weights, data split and order, and Gumbel draws."))] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder runs/search/NAME (default: next number).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue runs/search/NAME from its last.pt.")] = False,
-    device_type: DeviceType = "auto",
+    device_type: DeviceType = None,
     config_file: ConfigFile = None,
     set_: SetItems = None,
     json_out: JsonOut = None,
 ) -> None:
     """Search a backbone for one or several devices: FBNet's Gumbel supernet under a detection head, loss
-    L_det · 0.2 · log(LAT')^0.6 on the devices' LUT latency, and --target-ms met exactly by budgeted derivation.
-    Writes runs/search/NAME/: arch.json (train it with `edgedet train --arch .../arch.json`), log.csv, probs.png.
+    L_det · α · log(LAT')^β on the devices' LUT latency (α 0.2, β 0.6: --set alpha=… --set beta=…), and
+    --target-ms met exactly by budgeted derivation. Writes runs/search/NAME/: arch.json (train it with
+    `edgedet train --arch .../arch.json`), log.csv, probs.png.
 
     Example: edgedet search --device jetson --target-ms 2.5 --epochs 8 --name jetson
     """
-    from edgedet.search.loop import SearchConfig, search
+    from edgedet.search.loop import search
 
-    folder, config = _run_config("search", name, resume, SearchConfig.from_dict, epochs, lambda: dict(
-        devices=device, precision=precision, objective=objective, target_ms=target_ms or [], budget_use=budget_use,
-        space=space, reference_prior=reference_prior, imgsz=imgsz, warmup_epochs=warmup_epochs,
-        data=str(_data_or_synthetic(data)), classes=_class_list(classes), mode=mode, batch=batch, lr=lr,
-        arch_lr=arch_lr, workers=workers, seed=seed, device=device_type) | _settings(config_file, set_))
+    folder, config = _run_config("search", name, resume, SearchConfig.from_dict, epochs, lambda: _settings(
+        config_file, dict(devices=device, precision=precision, objective=objective, target_ms=target_ms,
+                          budget_use=budget_use, space=space, reference_prior=reference_prior, imgsz=imgsz,
+                          warmup_epochs=warmup_epochs, data=str(_data_or_synthetic(data)),
+                          classes=_class_list(classes), mode=mode, batch=batch, lr=lr, arch_lr=arch_lr,
+                          workers=workers, seed=seed, device=device_type), set_))
     result = search(config, folder, resume=resume)
     table = Table("device", "precision", "predicted ms", "target ms", "reference ms", "fastest ms",
                   title=str(result.arch))

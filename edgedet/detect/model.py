@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgedet.detect import HEADS
 from edgedet.detect.head import DetectionHead
 from edgedet.detect.loss import DetectionLoss, check_targets
 from edgedet.detect.neck import PANLite
@@ -25,8 +26,6 @@ from edgedet.runtime.sidecar import OUTPUT_CONTRACT
 from edgedet.space.archspec import ArchSpec
 from edgedet.space.backbone import Backbone
 from edgedet.space.pretrained import LITE0_INPUT_MEAN, LITE0_INPUT_SCALE
-
-HEADS = ("edgedet", "ssdlite")  # edgedet's anchor-free head, or torchvision's SSDlite (a baseline)
 
 
 def build_detector(arch: ArchSpec, num_classes: int, *, head: str = "edgedet", neck_channels: int = 96,

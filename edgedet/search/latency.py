@@ -42,9 +42,8 @@ from torch import nn
 
 from edgedet.devices.latency import LatencyModel, layer_table
 from edgedet.errors import UsageError
+from edgedet.search.config import OBJECTIVES
 from edgedet.space.spaces import OP_NAMES, SearchSpace
-
-OBJECTIVES = ("mean", "max")
 
 
 @dataclass(frozen=True)

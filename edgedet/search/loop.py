@@ -30,7 +30,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,85 +45,18 @@ from edgedet.data.transforms import eval_transforms, train_transforms
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.io import atomic_write_json
 from edgedet.progress import stderr
+from edgedet.search.config import SearchConfig
 from edgedet.search.derive import departure_scores, derive_ops, to_arch
-from edgedet.search.latency import OBJECTIVES, DeviceLatency, LatencyLoss
+from edgedet.search.latency import DeviceLatency, LatencyLoss
 from edgedet.search.plot import plot_probs
-from edgedet.search.supernet import MODES, Supernet
+from edgedet.search.supernet import Supernet
 from edgedet.space.archspec import ArchSpec
 from edgedet.space.spaces import SearchSpace, get_space
 from edgedet.train.checkpoint import read_checkpoint, save_checkpoint
-from edgedet.train.common import (WarmupCosine, check_settings, interrupted_message, make_loader, param_groups,
-                                  restore_rng_state, resume_path, rng_state, seed_everything, select_device,
-                                  step_progress, to_device, write_log_csv)
+from edgedet.train.common import (WarmupCosine, interrupted_message, make_loader, param_groups, restore_rng_state,
+                                  resume_path, rng_state, seed_everything, select_device, step_progress, to_device,
+                                  write_log_csv)
 
-
-@dataclass
-class SearchConfig:
-    """Every setting of a search; saved with the run."""
-
-    devices: list[str] = field(default_factory=lambda: ["jetson"])  # profile ids or aliases
-    precision: str | None = None  # None: each profile's own
-    objective: str = "mean"  # mean | max over devices of latency / reference latency
-    target_ms: list[float] = field(default_factory=list)  # none, one for every device, or one per device
-    budget_use: float = 0.95  # the derived backbone spends at least this share of each target (where it can)
-    space: str = "lite0"
-    imgsz: int | None = None  # None: the space's default
-    epochs: int = 8
-    warmup_epochs: int = 2
-    data: str = ""
-    classes: list[str] | None = None
-    mode: str = "auto"  # auto (single on CPU, mixture on CUDA) | single | mixture | hybrid
-    batch: int = 16
-    seed: int = 0
-    lr: float = 0.02  # weights: SGD momentum 0.9, warm-up + cosine
-    weight_decay: float = 1e-4
-    lr_warmup_epochs: float = 0.5
-    arch_lr: float | None = None  # θ: Adam; None = the paper's 0.01 stretched like the temperature, 0.01·90/E
-    arch_weight_decay: float = 5e-4
-    alpha: float = 0.2
-    beta: float = 0.6
-    target_weight: float = 10.0  # λ of the target factor
-    initial_temperature: float = 5.0
-    temperature_decay: float = 0.045  # per epoch over the paper's 90 epochs
-    theta_fraction: float = 0.2  # share of the training images that train θ
-    grad_clip: float = 10.0
-    pretrained: bool = True  # ImageNet Lite0 weights for every candidate (lite0 space)
-    reference_prior: float = 50.0  # with pretrained weights: nats per unit of departure cost, when deriving
-    neck_channels: int = 96
-    workers: int = 2
-    device: str = "auto"  # auto | cpu | cuda
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
-        check_settings(cls, values, "search")
-        config = cls(**values)
-        if config.epochs < 1 or config.batch < 1:
-            raise UsageError("--epochs and --batch must be at least 1")
-        if not 0 <= config.warmup_epochs < config.epochs:
-            raise UsageError(f"--warmup-epochs {config.warmup_epochs} must be below --epochs {config.epochs}: "
-                             "θ trains only after the warm-up")
-        if config.objective not in OBJECTIVES:
-            raise UsageError(f"--objective {config.objective}: use mean (average device) or max (worst device)")
-        if config.mode not in SEARCH_MODES:
-            raise UsageError(f"--mode {config.mode}: use auto, single, mixture or hybrid")
-        if not config.devices:
-            raise UsageError("give at least one --device")
-        if len(set(config.devices)) < len(config.devices):
-            raise UsageError(f"--device given twice: {', '.join(config.devices)}")
-        if len(config.target_ms) not in (0, 1, len(config.devices)):
-            raise UsageError(f"{len(config.target_ms)} --target-ms for {len(config.devices)} devices: give one for "
-                             "every device, or one per --device in the same order")
-        if any(t <= 0 for t in config.target_ms):
-            raise UsageError("--target-ms must be positive")
-        if config.reference_prior < 0:
-            raise UsageError(f"--reference-prior {config.reference_prior:g}: nats per unit of departure from Lite0, 0 "
-                             "(none: θ alone decides) or more")
-        if not 0 <= config.budget_use <= 1:
-            raise UsageError(f"--budget-use {config.budget_use:g}: a share of the budget, from 0 (cap only) to 1")
-        return config
-
-
-SEARCH_MODES = ("auto", *MODES, "hybrid")  # hybrid: weights on the single path, θ on the mixture
 DEPARTURE_IMAGES = 16  # images that measure the departure costs; their time grows linearly with it
 THETA_CHUNK = 4  # images per θ forward in hybrid mode: the mixture of a batch of 8 at 320 peaks at 9.5 GB
 

@@ -34,12 +34,12 @@ from torch import nn
 
 from edgedet.detect.model import Detector, normalise
 from edgedet.errors import UsageError
+from edgedet.search.config import MODES
 from edgedet.search.derive import to_arch
 from edgedet.space.archspec import ArchSpec
 from edgedet.space.blocks import make_op, make_stem
 from edgedet.space.spaces import OP_NAMES, LayerShape, SearchSpace
 
-MODES = ("single", "mixture")
 _GUMBEL_EPS = 1e-10  # keeps -log(-log(u)) finite at u = 0 or 1
 
 

@@ -1,18 +1,13 @@
-"""What the trainer and the search loop share: settings checked against their dataclass, time budgets, the
-device, seeds and the exact RNG state a resume needs, the warm-up + cosine schedule, EMA, loaders, progress and the
-CSV log."""
+"""What the trainer and the search loop share: the device, seeds and the exact RNG state a resume needs, the
+warm-up + cosine schedule, EMA, loaders, progress and the CSV log."""
 
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import math
 import random
-import types
-import typing
 from collections.abc import Iterable
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -25,54 +20,6 @@ from edgedet.data.coco import collate
 from edgedet.errors import UsageError
 from edgedet.io import atomic_write_text
 from edgedet.progress import stderr
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``90m``, ``1.5h``, ``600s`` or a bare number of minutes."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    text = str(text).strip().lower()
-    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "m")
-    try:
-        seconds = float(number) * units[unit]
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise UsageError(f"--time {text}: give a positive duration such as 90m, 1.5h or 600s")
-    return seconds
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether a value read from YAML or JSON fits a dataclass field's type (an int is a float; a bool is neither)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arg) for arg in args)
-    if origin in (list, dict):
-        return isinstance(value, origin) and (origin is dict or all(_fits(v, args[0]) for v in value))
-    if hint is Any:
-        return True
-    if hint is type(None):
-        return value is None
-    if isinstance(value, bool) and hint is not bool:
-        return False
-    return isinstance(value, (int, float) if hint is float else hint)
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", str(hint)).replace("NoneType", "None")
-
-
-def check_settings(schema: type, values: dict[str, Any], what: str) -> None:
-    """Every key of ``values`` must be a field of the dataclass ``schema`` with a value of its type; a typo fails
-    with the closest key, a wrong type with the type wanted (settings come from YAML, JSON and ``--set``)."""
-    hints = typing.get_type_hints(schema)
-    known = {f.name for f in fields(schema)}
-    for key, value in values.items():
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise UsageError(f"unknown {what} setting '{key}'{hint}")
-        if not _fits(value, hints[key]):
-            raise UsageError(f"{what} setting {key}={value!r}: expected {_type_name(hints[key])}")
 
 
 def select_device(name: str) -> torch.device:

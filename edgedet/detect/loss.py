@@ -22,8 +22,8 @@ from edgedet.errors import UsageError
 from edgedet.runtime.postprocess import REG_CLIP
 
 PRIOR_SIDE = 5.0  # prior box side in strides, for the static assignment
-# How each positive's box loss is weighted: "iou" by its soft target (the IoU of its own predicted box, so a box
-# that misses its object gets no box gradient), "score" by its predicted class score (GFL), "uniform" equally.
+
+
 def decode_boxes(reg: torch.Tensor, points: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
     """(B, N, 4) raw regression -> (B, N, 4) xyxy boxes in model pixels. The loss needs these boxes differentiable,
     hence torch; inference decodes with ``edgedet.runtime.postprocess.decode``."""

@@ -89,8 +89,11 @@ class Ensemble:
     def __init__(self, teachers: Sequence[Teacher], *, class_names: list[str] | None = None, conf: float = 0.05,
                  iou: float = FUSION_IOU, weights: Sequence[float] | None = None) -> None:
         if class_names is None:
-            class_names = list({canonical_name(n): n for t in reversed(teachers) for n in reversed(t.class_names)
-                                }.values())[::-1]
+            first_seen: dict[str, str] = {}
+            for teacher in teachers:
+                for name in teacher.class_names:
+                    first_seen.setdefault(canonical_name(name), name)
+            class_names = list(first_seen.values())
         index = {canonical_name(n): i for i, n in enumerate(class_names)}
         self.teachers, self.class_names, self.weights = list(teachers), class_names, weights
         self.conf, self.iou = conf, iou

@@ -20,6 +20,7 @@ from edgedet import __version__
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.io import run_dir
 from edgedet.search.config import SearchConfig
+from edgedet.settings import default_of
 from edgedet.train.config import TrainConfig
 
 app = typer.Typer(
@@ -240,8 +241,6 @@ def _settings(config_file: Optional[Path], options: dict[str, Any], items: Optio
 
 def _default(schema: type, key: str, text: str) -> str:
     """Option help ending in the default that the run's config dataclass holds (the one place defaults live)."""
-    from edgedet.settings import default_of
-
     return f"{text} [default: {default_of(schema, key)}]"
 
 

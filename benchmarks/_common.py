@@ -1,6 +1,7 @@
 """What the search benchmarks (``search.py``, ``search_matched.py``) share, none of it library logic: ``edgedet``
-commands in child processes with their CPU time counted, the settings check of a reused run folder, the options
-every part takes, and each part's JSON written once and shown."""
+commands in child processes with their CPU time counted, the settings check of a reused run folder or part (the
+library's one reuse rule, ``edgedet.reuse``), the options every part takes, and each part's JSON written once and
+shown."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any, Callable
 from rich.console import Console
 
 from edgedet.io import atomic_write_json
+from edgedet.reuse import changed_settings
 
 console = Console()
 
@@ -42,8 +44,7 @@ def redo_unless_same(run: Path, wanted: dict[str, Any]) -> None:
     others is deleted so that it is redone, not passed off under the new ones."""
     if not (run / "config.json").exists():
         return
-    saved = json.loads((run / "config.json").read_text())
-    changed = sorted(key for key, value in wanted.items() if saved.get(key) != value)
+    changed = changed_settings(json.loads((run / "config.json").read_text()), wanted)
     if changed:
         console.print(f"{run}: made with another {', '.join(changed)}; doing it afresh")
         shutil.rmtree(run)
@@ -60,13 +61,19 @@ def parser_with_common(doc: str | None) -> argparse.ArgumentParser:
 
 def run_part(part: str, args: argparse.Namespace, measure: Callable[[argparse.Namespace], dict[str, Any]],
              show: Callable[[str, dict[str, Any]], None]) -> None:
-    """``<--out>/<part>.json``: measured and written, or read when it exists (unless --redo); then shown."""
+    """``<--out>/<part>.json``: measured and written, or read when it was measured with these options (unless
+    --redo); then shown."""
     path = args.out / f"{part}.json"
-    if path.exists() and not args.redo:
-        result = json.loads(path.read_text())
+    options = json.loads(json.dumps({k: v for k, v in vars(args).items() if k not in ("redo", "out")}, default=str))
+    saved = json.loads(path.read_text()) if path.exists() and not args.redo else None
+    changed = changed_settings(saved.get("options", {}), options) if saved is not None else []
+    if saved is not None and not changed:
+        result = saved
         console.print(f"{part}: done before ({path}); --redo to measure again")
     else:
-        result = measure(args)
+        if changed:
+            console.print(f"{path}: measured with another {', '.join(changed)}; measuring again")
+        result = measure(args) | {"options": options}
         atomic_write_json(path, result)
     try:
         show(part, result)

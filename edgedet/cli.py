@@ -19,7 +19,9 @@ from rich.table import Table
 from edgedet import __version__
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.io import run_dir
+from edgedet.reuse import changed_settings
 from edgedet.search.config import SearchConfig
+from edgedet.space.archspec import ArchSpec
 from edgedet.settings import default_of
 from edgedet.train.config import TrainConfig
 
@@ -166,7 +168,6 @@ def arch_show(
 
     Example: edgedet arch show lite0@320 --device jetson
     """
-    from edgedet.space.archspec import ArchSpec
     from edgedet.space.report import arch_rows
 
     arch = ArchSpec.load(spec)
@@ -200,21 +201,30 @@ def _data_or_synthetic(data: Optional[Path]) -> Path:
     return make_synthetic(Path("runs") / "data" / "synthetic")
 
 
-def _run_config(stage: str, name: Optional[str], resume: bool, schema: Callable[[dict], Any],
-                epochs: Optional[int], fresh: Callable[[], dict]) -> tuple[Path, Any]:
-    """The run folder and its settings: on --resume the saved ones (--epochs, when given, extends or shortens the
-    run), else ``fresh()``. A fresh run never lands on a finished or interrupted one: that would overwrite its
-    checkpoint and mix two runs in one log."""
+RESUMABLE = ("epochs", "workers", "device")  # settings a run may change when resumed: its length and its hardware
+
+
+def _run_config(stage: str, name: Optional[str], resume: bool, schema: Callable[[dict], Any], given: dict[str, Any],
+                demo_data: Callable[[], Any]) -> tuple[Path, Any]:
+    """The run folder and its settings: on --resume the saved ones, with the given ones allowed to change only what
+    a run can change midway (``RESUMABLE``; edgedet.reuse's rule: a run is never passed off as made with other
+    settings); else ``given`` (the embedded demo set when no --data). A fresh run never lands on a finished or
+    interrupted one: that would overwrite its checkpoint and mix two runs in one log."""
     if resume and name is None:
         raise UsageError(f"--resume needs --name NAME of the {stage} run to continue")
     folder = run_dir(stage, name)
-    given = {} if epochs is None else {"epochs": epochs}
     if resume and (folder / "config.json").exists():
-        return folder, schema(json.loads((folder / "config.json").read_text()) | given)
+        saved = json.loads((folder / "config.json").read_text())
+        changed = [key for key in changed_settings(saved, given) if key not in RESUMABLE]
+        if changed:
+            raise UsageError(f"{folder} was made with another {', '.join(changed)}: resume it without changing "
+                             f"{'it' if len(changed) == 1 else 'them'} (only {', '.join(RESUMABLE)} may change), "
+                             "or start a new run with another --name")
+        return folder, schema(saved | given)
     if not resume and (folder / "last.pt").exists():
         raise UsageError(f"{folder} already holds a {stage} run: add --resume to continue it, or choose another "
                          "--name")
-    return folder, schema(fresh() | given)
+    return folder, schema(given if "data" in given else {"data": demo_data()} | given)
 
 
 def _settings(config_file: Optional[Path], options: dict[str, Any], items: Optional[list[str]]) -> dict[str, Any]:
@@ -300,11 +310,16 @@ def train_command(
     """
     from edgedet.train.engine import train
 
-    folder, config = _run_config("train", name, resume, TrainConfig.from_dict, epochs, lambda: _settings(
-        config_file, dict(arch=arch, data=[str(_data_or_synthetic(d)) for d in data or [None]],
-                          classes=_class_list(classes), imgsz=imgsz, time=time, batch=batch, lr=lr, optimizer=optimizer,
-                          pretrained=pretrained, head=head, workers=workers, seed=seed, eval_every=eval_every,
-                          max_eval_images=eval_images, device=device_type), set_))
+    given = _settings(config_file, dict(
+        arch=arch, data=[str(_data_or_synthetic(d)) for d in data] if data else None, classes=_class_list(classes),
+        imgsz=imgsz, epochs=epochs, time=time, batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained,
+        head=head, workers=workers, seed=seed, eval_every=eval_every, max_eval_images=eval_images,
+        device=device_type), set_)
+    if "arch" in given:  # as the run saves it (the full ArchSpec at its input size), so a resume compares alike
+        spec = ArchSpec.load(given["arch"])
+        given["arch"] = str(spec.with_imgsz(given["imgsz"]) if given.get("imgsz") else spec)
+    folder, config = _run_config("train", name, resume, TrainConfig.from_dict, given,
+                                 lambda: [str(_data_or_synthetic(None))])
     final = train(config, folder, resume=resume)
     ap, ap50 = final.get("AP", float("nan")), final.get("AP50", float("nan"))
     console.print(f"trained {folder}: AP {ap:.1f}  AP50 {ap50:.1f} on {Path(config.data[0]).name} val "
@@ -536,12 +551,13 @@ def search_command(
     """
     from edgedet.search.loop import search
 
-    folder, config = _run_config("search", name, resume, SearchConfig.from_dict, epochs, lambda: _settings(
-        config_file, dict(devices=device, precision=precision, objective=objective, target_ms=target_ms,
-                          budget_use=budget_use, space=space, reference_prior=reference_prior, imgsz=imgsz,
-                          warmup_epochs=warmup_epochs, data=str(_data_or_synthetic(data)),
-                          classes=_class_list(classes), mode=mode, batch=batch, lr=lr, arch_lr=arch_lr,
-                          workers=workers, seed=seed, device=device_type), set_))
+    given = _settings(config_file, dict(
+        devices=device, precision=precision, objective=objective, target_ms=target_ms, budget_use=budget_use,
+        space=space, reference_prior=reference_prior, imgsz=imgsz, warmup_epochs=warmup_epochs, epochs=epochs,
+        data=str(_data_or_synthetic(data)) if data else None, classes=_class_list(classes), mode=mode, batch=batch,
+        lr=lr, arch_lr=arch_lr, workers=workers, seed=seed, device=device_type), set_)
+    folder, config = _run_config("search", name, resume, SearchConfig.from_dict, given,
+                                 lambda: str(_data_or_synthetic(None)))
     result = search(config, folder, resume=resume)
     table = Table("device", "precision", "predicted ms", "target ms", "reference ms", "fastest ms",
                   title=str(result.arch))

@@ -107,3 +107,13 @@ def test_static_assign_epochs_none_keeps_prior_box_matching_throughout(synthetic
     trainer.config.static_assign_epochs = 1
     trainer.train_epoch(1)
     assert not trainer.model.loss.static  # task-aligned from epoch 1 on
+
+
+def test_a_resume_that_changes_a_setting_is_refused_naming_it(synthetic, in_tmp):
+    args = ["train", "--data", str(synthetic), "--arch", "tiny@64", "--batch", "8", "--workers", "0", "--epochs", "1",
+            "--eval-every", "100", "--name", "r"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    changed = CliRunner().invoke(app, [*args, "--resume", "--lr", "0.5", "--set", "seed=3"])
+    assert isinstance(changed.exception, UsageError)
+    assert "made with another lr, seed: resume it without changing them" in str(changed.exception)
+    assert CliRunner().invoke(app, [*args, "--resume", "--workers", "1"]).exit_code == 0  # hardware may change

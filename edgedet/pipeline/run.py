@@ -11,7 +11,6 @@ stage setting.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import yaml
 from edgedet.errors import UsageError
 from edgedet.io import atomic_write_json
 from edgedet.progress import stderr
+from edgedet.reuse import settings_digest
 
 MANIFEST = "manifest.json"
 FILE_SUFFIXES = {".json", ".pt", ".onnx", ".md", ".png", ".yaml"}  # outputs that must still exist to skip a stage
@@ -89,10 +89,6 @@ class PipelineConfig:
                 "device_type": self.device_type}
 
 
-def _digest(settings: Any) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 class Pipeline:
     def __init__(self, config: PipelineConfig, folder: Path) -> None:
         self.config, self.folder = config, folder
@@ -109,7 +105,7 @@ class Pipeline:
     def run_stage(self, name: str, settings: dict[str, Any], work: Callable[[bool], dict[str, Any]]) -> dict:
         """Run ``work(resume)`` unless the manifest shows it done with these settings and its outputs exist."""
         entry = self.manifest["stages"].get(name, {})
-        digest = _digest({"inputs": self.config.inputs(), "settings": settings})
+        digest = settings_digest({"inputs": self.config.inputs(), "settings": settings})
         outputs_exist = all(Path(p).exists() for p in entry.get("files", []))
         if not self.invalidated and entry.get("status") == "done" and entry.get("digest") == digest and outputs_exist:
             stderr.print(f"[pipeline] {name}: done before, skipped")

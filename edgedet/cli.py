@@ -710,26 +710,6 @@ def data_synthetic(
     console.print(f"synthetic set in {out}; look at it with `edgedet data stats {out}`")
 
 
-@data_app.command("coco-subset")
-def data_coco_subset(
-    coco_root: Annotated[Path, typer.Option(help="A COCO download: annotations/instances_SPLIT.json and SPLIT/.")],
-    out: Annotated[Path, typer.Option(help="Folder to write, in the same layout.")],
-    split: Annotated[str, typer.Option(help="Split to carve from, e.g. val2017 (or just val).")] = "val2017",
-    classes: Annotated[Optional[str], typer.Option(help="Comma-separated COCO class names (default: all).")] = None,
-    max_images: Annotated[Optional[int], typer.Option(help="Draw at most this many images (default: all).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the image draw.")] = 0,
-) -> None:
-    """Carve a small COCO-format folder from a full COCO download: only some classes (original category ids kept),
-    at most some images (hard-linked, not copied).
-
-    Example: edgedet data coco-subset --coco-root coco --split val2017 --classes person,car --max-images 500 --out pc
-    """
-    from edgedet.data.subset import carve_coco_subset
-
-    carve_coco_subset(coco_root, split, out, classes=_class_list(classes), max_images=max_images, seed=seed)
-    console.print(f"subset in {out}; look at it with `edgedet data stats {out} --split {split}`")
-
-
 @data_app.command("convert")
 def data_convert(
     source: Annotated[Path, typer.Argument(help="A dataset folder: YOLO, Pascal VOC or COCO (detected).")],
@@ -749,6 +729,27 @@ def data_convert(
     counts = convert_to_coco(source, out)
     console.print(f"wrote {out}: " + ", ".join(f"{split} {n} images" for split, n in counts.items()))
     _write_json(json_out, {f"{split}_images": n for split, n in counts.items()})
+
+
+@data_app.command("coco-subset")
+def data_coco_subset(
+    coco_root: Annotated[Path, typer.Option(help="A COCO download: annotations/instances_SPLIT.json and SPLIT/.")],
+    out: Annotated[Path, typer.Option(help="Folder to write, in the same layout.")],
+    split: Annotated[str, typer.Option(help="Split to carve from, e.g. val2017 (or just val).")] = "val2017",
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated COCO class names (default: all).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the image draw.")] = 0,
+    max_images: Annotated[Optional[int], typer.Option(help="Draw at most this many images (default: all).")] = None,
+) -> None:
+    """Carve a small COCO-format folder from a full COCO download: only some classes (original category ids kept),
+    at most some images. The images are hard-linked, not copied, so a subset costs no disk space (a copy where the
+    file system does not allow links).
+
+    Example: edgedet data coco-subset --coco-root coco --split val2017 --classes person,car --max-images 500 --out pc
+    """
+    from edgedet.data.subset import carve_coco_subset
+
+    carve_coco_subset(coco_root, split, out, classes=_class_list(classes), max_images=max_images, seed=seed)
+    console.print(f"subset in {out}; look at it with `edgedet data stats {out} --split {split}`")
 
 
 @data_app.command("stats")

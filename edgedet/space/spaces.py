@@ -148,8 +148,8 @@ SPACES: dict[str, SearchSpace] = {
         name="fbnet",
         description="FBNet (Wu et al., CVPR 2019): 22 searchable layers, 9^22 architectures",
         stem_channels=16,
-        stages=(Stage(16, 1, 1), Stage(24, 4, 2), Stage(32, 4, 2), Stage(64, 4, 2),
-                Stage(112, 4, 1), Stage(184, 4, 2), Stage(352, 1, 1)),
+        stages=(Stage(16, 1, 1), Stage(24, 4, 2), Stage(32, 4, 2),
+                Stage(64, 4, 2), Stage(112, 4, 1), Stage(184, 4, 2), Stage(352, 1, 1)),  # FBNet's Table 1
         tap_stages=(2, 4, 6),
         act="relu",
         skip_changes_shape=True,

@@ -424,8 +424,12 @@ def quantize_command(
     max_ap_drop: Annotated[float, typer.Option(help="Largest AP loss (points) allowed; beyond it the most "
                                                     "sensitive nodes stay FP32.")] = 1.0,
     eval_images: Annotated[Optional[int], typer.Option(help="Val images for the guard (default: all).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="Profile the model will run on: warns when its INT8 "
-                                                       "would take a fallback path.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Profile the model will run on: its runtime picks the INT8 "
+                                                       "flavour, and a warning says when INT8 would take a fallback "
+                                                       "path there.")] = None,
+    flavour: Annotated[str, typer.Option(help="INT8 flavour: cpu (U8 activations, S8 weights: ONNX Runtime on "
+                                              "CPUs), tensorrt (symmetric INT8, zero points 0: TensorRT on Jetson), "
+                                              "or auto (from --device; cpu without one).")] = "auto",
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads for the guard's evaluations.")] = 2,
     name: Annotated[Optional[str], typer.Option(help="Run folder runs/quantize/NAME.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="INT8 file (default: runs/quantize/NAME/STEM.int8.onnx, STEM "
@@ -433,22 +437,30 @@ def quantize_command(
                    ] = None,
     json_out: JsonOut = None,
 ) -> None:
-    """ONNX Runtime static INT8 (QDQ, U8 activations, S8 per-channel weights) calibrated on real images through
-    the inference letterbox, with an accuracy guard: FP32 vs INT8 AP on val, partial quantization if needed.
+    """ONNX Runtime static INT8 (QDQ) calibrated on real images through the inference letterbox, in the flavour
+    of the runtime that runs it, with an accuracy guard: FP32 vs INT8 AP on val, partial quantization if needed.
 
     Example: edgedet quantize runs/export/person/model.onnx --data ../shared/datasets/coco-mini --name person
+    Example (Jetson, TensorRT's symmetric INT8): edgedet quantize runs/export/person/model.onnx --device jetson
     """
     from edgedet.deploy import quantize_model
+    from edgedet.export.quantize import FLAVOURS
 
+    if flavour not in ("auto", *FLAVOURS):
+        raise UsageError(f"--flavour {flavour}: use auto, {', '.join(FLAVOURS)}")
     if device:
         from edgedet.devices.profile import get_profile
 
-        warning = get_profile(device).int8_warning()
+        profile = get_profile(device)
+        flavour = profile.int8_flavour if flavour == "auto" else flavour
+        warning = profile.int8_warning()
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
+    flavour = "cpu" if flavour == "auto" else flavour
     target = out or run_dir("quantize", name) / f"{model.stem}.int8.onnx"
+    console.print(f"INT8 flavour: {flavour}")
     result = quantize_model(model, _data_or_synthetic(data), target, calib_images=calib_images, method=method,
-                            max_ap_drop=max_ap_drop, eval_images=eval_images, threads=threads)
+                            max_ap_drop=max_ap_drop, eval_images=eval_images, threads=threads, flavour=flavour)
     table = Table("model", "AP", "size MB", title="accuracy guard (val)")
     table.add_row(str(model), f"{result.fp32_ap:.2f}", f"{model.stat().st_size / 2**20:.2f}")
     table.add_row(str(target), f"{result.int8_ap:.2f}", f"{target.stat().st_size / 2**20:.2f}")
@@ -459,8 +471,9 @@ def quantize_command(
         print(f"warning: INT8 loses {result.ap_drop:.2f} AP (> {max_ap_drop:g}) even with "
               f"{len(result.kept_fp32)} nodes in FP32; try --method entropy or more --calib-images", file=sys.stderr)
     console.print(f"wrote {target}; measure it with `edgedet benchmark {target} {model}`")
-    _write_json(json_out, {"fp32_AP": result.fp32_ap, "int8_AP": result.int8_ap, "AP_drop": result.ap_drop,
-                           "kept_fp32": len(result.kept_fp32), "within_budget": result.ap_drop <= max_ap_drop})
+    _write_json(json_out, {"flavour": flavour, "fp32_AP": result.fp32_ap, "int8_AP": result.int8_ap,
+                           "AP_drop": result.ap_drop, "kept_fp32": len(result.kept_fp32),
+                           "within_budget": result.ap_drop <= max_ap_drop})
 
 
 @app.command("benchmark")

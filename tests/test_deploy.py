@@ -7,6 +7,7 @@ import sys
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 from typer.testing import CliRunner
 
@@ -102,6 +103,27 @@ def test_quantize_writes_int8_with_its_guard(exported, synthetic_small, tmp_path
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["precision"] == "int8" and card["provenance"]["calibration"]["images"] == 16
     assert OnnxDetector(out)(cv2.imread(str(split_images(synthetic_small, "val")[0]))) is not None
+
+
+def test_jetson_int8_is_tensorrts_flavour_every_zero_point_0_int8_activations_no_qdq_inside_conv_act(
+        exported, synthetic_small, in_tmp):
+    result = runner.invoke(app, ["quantize", str(exported), "--data", str(synthetic_small), "--device", "jetson",
+                                 "--calib-images", "8", "--max-ap-drop", "100", "--out", "trt.onnx",
+                                 "--json-out", "q.json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((in_tmp / "q.json").read_text())["flavour"] == "tensorrt"
+    assert json.loads((in_tmp / "trt.json").read_text())["quantization"]["flavour"] == "tensorrt"
+    graph = onnx.load(str(in_tmp / "trt.onnx")).graph
+    constants = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq and all(not constants[n.input[2]].any() for n in qdq)  # symmetric: every zero point 0
+    assert {constants[n.input[2]].dtype for n in qdq if n.op_type == "QuantizeLinear"} == {np.dtype(np.int8)}
+    producers = {out: node for node in graph.node for out in node.output}
+    readers = {name: node.op_type for node in graph.node for name in node.input}
+    conv_then_act = [n for n in qdq if n.op_type == "QuantizeLinear" and producers[n.input[0]].op_type == "Conv"
+                     and {readers.get(d.output[0]) for d in qdq if d.input[0] == n.output[0]} & {"Clip", "Relu"}]
+    assert conv_then_act == []  # TensorRT fuses conv + activation; a Q/DQ between them would split it
+    assert OnnxDetector(in_tmp / "trt.onnx")(cv2.imread(str(split_images(synthetic_small, "val")[0]))) is not None
 
 
 def test_guard_keeps_the_most_sensitive_nodes_in_fp32_until_within_budget(exported, synthetic_small, tmp_path):

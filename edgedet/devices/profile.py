@@ -81,6 +81,11 @@ class DeviceProfile:
         return AnalyticModel.from_config(self.latency["analytic"][precision], precision=precision,
                                          where=f"{self.path}: latency.analytic.{precision}")
 
+    @property
+    def int8_flavour(self) -> str:
+        """The INT8 model its runtime runs as INT8: ``tensorrt`` (symmetric, zero points 0) or ``cpu`` (U8/S8)."""
+        return "tensorrt" if "TensorrtExecutionProvider" in self.runtime.get("providers", []) else "cpu"
+
     def int8_warning(self) -> str | None:
         """Why an INT8 QDQ model might not run as INT8 on this device's runtime, or None."""
         providers = self.runtime.get("providers", [])

@@ -1,11 +1,16 @@
-"""ONNX Runtime static INT8 quantization: QDQ format, U8 activations, S8 per-channel weights.
+"""ONNX Runtime static INT8 quantization in QDQ format, in the flavour of the runtime that will run it.
 
-That combination is the fast one on x86 with VNNI (S8S8 and dynamic quantization run slower than FP32 there) and
-the one TensorRT consumes on Jetson. Calibration feeds real images through exactly the inference letterbox.
+- ``cpu``: U8 activations, S8 per-channel weights, every op ONNX Runtime quantizes. The fast combination on x86
+  with VNNI and on ARM (S8S8 and dynamic quantization run slower than FP32 there).
+- ``tensorrt``: what TensorRT's explicit quantization takes: symmetric signed INT8 activations and per-channel
+  symmetric INT8 weights, every zero point 0; Q/DQ on the inputs of weighted ops (Conv, MatMul, Gemm) and of residual
+  Adds, none on a weighted op's output unless another weighted op reads it, so TensorRT fuses conv + activation +
+  residual add in INT8 instead of falling back at a stray Q/DQ. Slower than ``cpu`` on a CPU; it is for Jetson.
 
-When INT8 loses more AP than allowed, the nodes whose outputs quantize worst (lowest signal-to-quantization-noise
-ratio, from ONNX Runtime's ``qdq_loss_debug``) are kept in FP32, a few more at a time, until the drop is within
-budget (partial quantization, as DAMO-YOLO does). Torch-free.
+Calibration feeds real images through exactly the inference letterbox. When INT8 loses more AP than allowed, the
+nodes whose outputs quantize worst (lowest signal-to-quantization-noise ratio, from ONNX Runtime's
+``qdq_loss_debug``) are kept in FP32, a few more at a time, until the drop is within budget (partial quantization,
+as DAMO-YOLO does). Torch-free.
 """
 
 from __future__ import annotations
@@ -34,6 +39,15 @@ METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entr
            "percentile": CalibrationMethod.Percentile}
 ACTIVATIONS = ("Clip", "Relu")
 SENSITIVITY_IMAGES = 8  # enough to rank nodes; every intermediate tensor of every image is held in memory
+QUANTIZATION = {  # per flavour, what its sidecar says a runtime receives
+    "cpu": {"flavour": "cpu", "activations": "uint8, asymmetric", "weights": "int8, symmetric, per channel",
+            "runs_as_int8_on": "ONNX Runtime CPU (x86 VNNI, ARM)"},
+    "tensorrt": {"flavour": "tensorrt", "activations": "int8, symmetric (zero point 0)",
+                 "weights": "int8, symmetric (zero point 0), per channel",
+                 "runs_as_int8_on": "TensorRT, or ONNX Runtime's TensorRT provider with trt_int8_enable"},
+}
+FLAVOURS = tuple(QUANTIZATION)
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
 class _Batches(CalibrationDataReader):
@@ -74,14 +88,24 @@ def calibration_tensors(images: list[Path], imgsz: int, count: int) -> list[np.n
     return tensors
 
 
+def _flavour_options(flavour: str) -> dict:
+    if flavour == "tensorrt":
+        return {"activation_type": QuantType.QInt8, "op_types_to_quantize": [*WEIGHTED_OPS, "Add"],
+                "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True}}
+    return {"activation_type": QuantType.QUInt8}
+
+
 def quantize_qdq(model: bytes, calibration: Iterable[np.ndarray], *, method: str = "minmax",
-                 nodes_to_exclude: list[str] | None = None, outputs_fp32: bool = True) -> bytes:
-    """INT8 QDQ model bytes, calibrated with ``method`` on ``calibration`` input batches. With ``outputs_fp32`` the
-    nodes that write the graph's outputs stay FP32: one quantization scale over an output that concatenates pixel
-    boxes and probabilities, as SSDlite's does (boxes -98..422 px, 2 px per step), rounds every probability to 0.
-    A backbone part timed for a LUT quantizes them too, as they are inside a whole detector."""
+                 nodes_to_exclude: list[str] | None = None, outputs_fp32: bool = True, flavour: str = "cpu") -> bytes:
+    """INT8 QDQ model bytes in ``flavour`` (see the module), calibrated with ``method`` on ``calibration`` input
+    batches. With ``outputs_fp32`` the nodes that write the graph's outputs stay FP32: one quantization scale over
+    an output that concatenates pixel boxes and probabilities, as SSDlite's does (boxes -98..422 px, 2 px per step),
+    rounds every probability to 0. A backbone part timed for a LUT quantizes them too, as they are inside a whole
+    detector."""
     if method not in METHODS:
         raise UsageError(f"--method {method}: use one of {', '.join(METHODS)}")
+    if flavour not in FLAVOURS:
+        raise UsageError(f"INT8 flavour {flavour!r}: use one of {', '.join(FLAVOURS)}")
     proto = onnx.load_from_string(model)
     input_name = proto.graph.input[0].name
     outputs = {output.name for output in proto.graph.output}
@@ -90,9 +114,39 @@ def quantize_qdq(model: bytes, calibration: Iterable[np.ndarray], *, method: str
     with _quiet(), tempfile.TemporaryDirectory(prefix="edgedet-quant-") as tmp:
         out = Path(tmp) / "int8.onnx"
         quantize_static(proto, out, _Batches(input_name, calibration), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        nodes_to_exclude=nodes_to_exclude, calibrate_method=METHODS[method])
-        return out.read_bytes()
+                        weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=nodes_to_exclude,
+                        calibrate_method=METHODS[method], **_flavour_options(flavour))
+        quantized = out.read_bytes()
+    return without_weighted_outputs_qdq(quantized) if flavour == "tensorrt" else quantized
+
+
+def without_weighted_outputs_qdq(model: bytes) -> bytes:
+    """The model without the Q/DQ pairs on weighted ops' outputs that no weighted op reads (a conv's output into
+    its activation, its residual Add or the head's outputs): TensorRT fuses those ops into the conv's INT8 kernel,
+    and a Q/DQ between them would split the fusion."""
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    for quantize in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
+        source = quantize.input[0]
+        if producers.get(source) is None or producers[source].op_type not in WEIGHTED_OPS:
+            continue
+        dequantizes = readers.get(quantize.output[0], [])
+        if any(d.op_type != "DequantizeLinear" for d in dequantizes):
+            continue
+        downstream = [r for d in dequantizes for r in readers.get(d.output[0], [])]
+        if any(r.op_type in WEIGHTED_OPS for r in downstream) or any(
+                d.output[0] in {o.name for o in graph.output} for d in dequantizes):
+            continue
+        for reader in downstream:
+            reader.input[:] = [source if name in {d.output[0] for d in dequantizes} else name for name in reader.input]
+        for node in (quantize, *dequantizes):
+            graph.node.remove(node)
+    return proto.SerializeToString()
 
 
 def quantized_boundaries(model: bytes) -> bytes:
@@ -167,12 +221,13 @@ class QuantizeResult:
 
 
 def quantize_guarded(fp32: bytes, calibration: list[np.ndarray], evaluate: Callable[[bytes], float], *,
-                     max_ap_drop: float = 1.0, method: str = "minmax", max_kept: int = 32) -> QuantizeResult:
+                     max_ap_drop: float = 1.0, method: str = "minmax", max_kept: int = 32,
+                     flavour: str = "cpu") -> QuantizeResult:
     """Quantize; if AP drops by more than ``max_ap_drop``, keep the most sensitive nodes in FP32 (1, 2, 4, ...
     up to ``max_kept`` outputs) until it does not. Returns the first model within budget, else the one with the best AP."""
     model = preprocess_for_quantization(fp32)
     fp32_ap = evaluate(model)
-    int8 = quantize_qdq(model, calibration, method=method)
+    int8 = quantize_qdq(model, calibration, method=method, flavour=flavour)
     best = QuantizeResult(int8, fp32_ap, evaluate(int8))
     best.trials.append({"kept_fp32": 0, "AP": best.int8_ap})
     stderr.print(f"FP32 AP {fp32_ap:.2f}, INT8 AP {best.int8_ap:.2f} (drop {best.ap_drop:.2f}, budget {max_ap_drop:g})")
@@ -182,7 +237,7 @@ def quantize_guarded(fp32: bytes, calibration: list[np.ndarray], evaluate: Calla
     count = 1
     while count <= min(max_kept, len(ranked)):
         kept = [name for group in ranked[:count] for name in group]
-        candidate = quantize_qdq(model, calibration, method=method, nodes_to_exclude=kept)
+        candidate = quantize_qdq(model, calibration, method=method, nodes_to_exclude=kept, flavour=flavour)
         ap = evaluate(candidate)
         stderr.print(f"keeping the {count} most sensitive output(s) in FP32: INT8 AP {ap:.2f} "
                      f"(drop {fp32_ap - ap:.2f})")

@@ -43,6 +43,7 @@ class ModelCard:
     precision: str = "fp32"
     version: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    quantization: dict[str, Any] = field(default_factory=dict)  # INT8 models: flavour, activation and weight types
     format: str = CARD_FORMAT
     input: dict[str, Any] = field(default_factory=lambda: dict(INPUT_CONTRACT))
     output: dict[str, Any] = field(default_factory=lambda: dict(OUTPUT_CONTRACT))

@@ -393,19 +393,23 @@ def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (.pt) from edgedet train.")],
     imgsz: Annotated[Optional[int], typer.Option(help="Input size (default: the one it was trained at).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    half: Annotated[bool, typer.Option("--half", help="FP16 weights and compute (input and output stay FP32): "
+                                                      "for TensorRT's fp16 mode or a GPU provider.")] = False,
     name: Annotated[Optional[str], typer.Option(help="Run folder runs/export/NAME.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="ONNX file (default: runs/export/NAME/model.onnx).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="ONNX file (default: runs/export/NAME/model.onnx, or "
+                                                     "model.fp16.onnx with --half).")] = None,
     json_out: JsonOut = None,
 ) -> None:
     """Export to ONNX with the raw head output (decode + NMS stay outside the graph) and a model.json sidecar;
     checked with onnx.checker and against the torch outputs.
 
     Example: edgedet export runs/train/person/best.pt --name person
+    Example (Jetson's fp16): edgedet export runs/train/person/best.pt --name person --half
     """
     from edgedet.export.onnx_export import export_checkpoint
 
-    target = out or run_dir("export", name) / "model.onnx"
-    result = export_checkpoint(checkpoint, target, imgsz=imgsz, opset=opset)
+    target = out or run_dir("export", name) / ("model.fp16.onnx" if half else "model.onnx")
+    result = export_checkpoint(checkpoint, target, imgsz=imgsz, opset=opset, half=half)
     console.print(f"ONNX Runtime vs torch: max abs difference {result.max_abs_diff:.2e} "
                   f"({result.relative_diff:.2e} of the largest output)")
     console.print(f"wrote {result.onnx_path} and {result.card_path}; next: edgedet quantize {result.onnx_path} "

@@ -17,7 +17,7 @@ from edgedet.deploy import quantize_model
 from edgedet.detect.predict import TorchPredictor
 from edgedet.errors import UsageError
 from edgedet.evaluate.images import split_images
-from edgedet.export.onnx_export import export_checkpoint
+from edgedet.export.onnx_export import HALF_TOLERANCE, export_checkpoint
 from edgedet.export.quantize import calibration_tensors, node_sensitivity, quantize_qdq
 from edgedet.runtime.benchmark import benchmark_models
 from edgedet.runtime.onnx_detector import OnnxDetector
@@ -76,6 +76,20 @@ def test_ssdlite_baseline_trains_exports_runs_in_onnx_runtime_as_in_torch_and_qu
     fp32, int8 = (make_session(model).run(None, {"images": calibration[0]})[0]
                   for model in (onnx_model, quantize_qdq(onnx_model, calibration)))
     assert abs(int8[..., 4:] - fp32[..., 4:]).max() < 0.1  # probabilities not rounded on the boxes' pixel scale
+
+
+def test_half_export_computes_in_fp16_and_matches_fp32_within_its_tolerance(exported, checkpoint, in_tmp):
+    result = runner.invoke(app, ["export", str(checkpoint), "--half", "--out", "h.onnx", "--json-out", "h.json"])
+    assert result.exit_code == 0, result.output
+    graph = onnx.load(str(in_tmp / "h.onnx")).graph
+    conv_weights = {n.input[1] for n in graph.node if n.op_type == "Conv"}
+    assert {i.data_type for i in graph.initializer if i.name in conv_weights} == {onnx.TensorProto.FLOAT16}
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # FP32 in and out, FP16 inside
+    card = json.loads((in_tmp / "h.json").read_text())
+    assert card["precision"] == "fp16" and card["input"]["dtype"] == card["output"]["dtype"] == "float32"
+    image = np.random.default_rng(0).uniform(0, 255, (1, 3, 96, 96)).astype(np.float32)
+    fp32, fp16 = (make_session(str(m)).run(None, {"images": image})[0] for m in (exported, in_tmp / "h.onnx"))
+    assert np.abs(fp16 - fp32).max() / max(1.0, np.abs(fp32).max()) < HALF_TOLERANCE  # 1e-2 of the largest output
 
 
 def test_export_at_another_size_and_mismatched_sidecar_is_refused(checkpoint, tmp_path):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
@@ -16,6 +17,7 @@ from edgedet.errors import EdgedetError
 from edgedet.io import atomic_write_bytes, atomic_write_json
 
 OPSET = 17
+HALF_TOLERANCE = 1e-2  # FP16 vs torch FP32, relative to the largest output: FP16 keeps ~3 significant digits
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, *, opset: int = OPSET,
@@ -49,9 +51,23 @@ class ExportResult:
     relative_diff: float  # max_abs_diff / max(1, largest |output|): what the tolerance applies to
 
 
+def to_half(model: bytes) -> bytes:
+    """FP16 weights and compute, FP32 input and output (``keep_io_types``): the runtime's pre- and post-processing
+    stay the same, and TensorRT or a GPU provider runs the graph in FP16."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # it warns for every value it clamps to FP16's range
+        half = OnnxModel(convert_float_to_float16(onnx.load_from_string(model), keep_io_types=True))
+    half.topological_sort()  # the converter appends the input's Cast last; onnx.checker wants graph order
+    return half.model.SerializeToString()
+
+
 def export_checkpoint(checkpoint: Path, out: Path, *, imgsz: int | None = None, opset: int = OPSET,
-                      tolerance: float = 1e-3) -> ExportResult:
-    """``checkpoint`` -> ``out`` (ONNX, raw head) + its sidecar, checked with onnx.checker and against torch.
+                      tolerance: float | None = None, half: bool = False) -> ExportResult:
+    """``checkpoint`` -> ``out`` (ONNX, raw head; FP16 inside with ``half``) + its sidecar, checked with
+    onnx.checker and against torch (``tolerance`` relative: 1e-3 for FP32, ``HALF_TOLERANCE`` for FP16).
 
     Nothing is written unless both checks pass, so a failed export never leaves a half-valid model behind.
     """
@@ -64,6 +80,9 @@ def export_checkpoint(checkpoint: Path, out: Path, *, imgsz: int | None = None, 
     size = detector.arch.imgsz
     example = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 255
     model = export_onnx(_Raw(detector), example, opset=opset, output_names=["raw"])
+    if half:
+        model = to_half(model)
+    tolerance = tolerance if tolerance is not None else HALF_TOLERANCE if half else 1e-3
     with torch.no_grad():
         expected = detector.raw(example).numpy()
     check_onnx(model)
@@ -74,7 +93,8 @@ def export_checkpoint(checkpoint: Path, out: Path, *, imgsz: int | None = None, 
         raise EdgedetError(f"ONNX Runtime output differs from torch by {diff:.2e} ({relative:.2e} relative, "
                            f"tolerance {tolerance:g}); try another --opset")
     card = ModelCard(arch=str(detector.arch), imgsz=size, class_names=list(state["class_names"]),
-                     category_ids=[int(c) for c in state["category_ids"]], precision="fp32", version=__version__,
+                     category_ids=[int(c) for c in state["category_ids"]], precision="fp16" if half else "fp32",
+                     version=__version__,
                      output=dict(detector.output_contract),
                      provenance={"checkpoint": str(checkpoint), "epoch": state.get("epoch"), "opset": opset,
                                  "torch": torch.__version__, "created": datetime.datetime.now().isoformat(

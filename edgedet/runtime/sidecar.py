@@ -23,12 +23,14 @@ INPUT_CONTRACT = {
 }
 OUTPUT_CONTRACT = {
     "decode": "points",
+    "dtype": "float32",  # also for FP16 models: their graphs compute in FP16 and convert at the edges
     "layout": "(1, N, 4 + K): per anchor point of the stride 8, 16, 32 grids (row-major), l, t, r, b regression "
               "then K class logits; distance = exp(reg) * stride from the point centre, score = sigmoid(logit)",
     "strides": [8, 16, 32],
 }
 BOXES_OUTPUT_CONTRACT = {
     "decode": "boxes",
+    "dtype": "float32",
     "layout": "(1, N, 4 + K): per default box, x1, y1, x2, y2 in model-input pixels (decoded in the graph), then K "
               "class probabilities (softmax, background dropped)",
 }

@@ -409,6 +409,8 @@ def export_command(
     from edgedet.export.onnx_export import export_checkpoint
 
     target = out or run_dir("export", name) / ("model.fp16.onnx" if half else "model.onnx")
+    if json_out is not None and json_out.resolve() == target.with_suffix(".json").resolve():
+        raise UsageError(f"--json-out {json_out} is the sidecar of {target.name}: write the numbers elsewhere")
     result = export_checkpoint(checkpoint, target, imgsz=imgsz, opset=opset, half=half)
     console.print(f"ONNX Runtime vs torch: max abs difference {result.max_abs_diff:.2e} "
                   f"({result.relative_diff:.2e} of the largest output)")

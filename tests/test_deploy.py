@@ -79,7 +79,9 @@ def test_ssdlite_baseline_trains_exports_runs_in_onnx_runtime_as_in_torch_and_qu
 
 
 def test_half_export_computes_in_fp16_and_matches_fp32_within_its_tolerance(exported, checkpoint, in_tmp):
-    result = runner.invoke(app, ["export", str(checkpoint), "--half", "--out", "h.onnx", "--json-out", "h.json"])
+    clash = runner.invoke(app, ["export", str(checkpoint), "--half", "--out", "h.onnx", "--json-out", "h.json"])
+    assert isinstance(clash.exception, UsageError) and "is the sidecar of h.onnx" in str(clash.exception)
+    result = runner.invoke(app, ["export", str(checkpoint), "--half", "--out", "h.onnx", "--json-out", "n.json"])
     assert result.exit_code == 0, result.output
     graph = onnx.load(str(in_tmp / "h.onnx")).graph
     conv_weights = {n.input[1] for n in graph.node if n.op_type == "Conv"}

@@ -39,6 +39,12 @@ app.add_typer(arch_app, name="arch")
 console = Console(width=None if sys.stdout.isatty() else 160)  # tables stay readable in logs
 
 JsonOut = Annotated[Optional[Path], typer.Option("--json-out", help="Also write the numbers as flat JSON here.")]
+Provider = Annotated[str, typer.Option(
+    help="ONNX Runtime execution provider: auto (the best this build has, in the order tensorrt, cuda, openvino, "
+         "coreml, cpu) or one of those by name; the choice is printed and written to --json-out.")]
+TensorRT = Annotated[Optional[str], typer.Option(
+    "--trt", help="TensorRT provider switches, comma-separated: fp16 (FP16 engines), int8 (INT8 engines: needed for "
+                  "an INT8 QDQ model), cache=DIR (keep built engines: a first build takes minutes).")]
 Classes = Annotated[Optional[str], typer.Option(help="Comma-separated class subset, e.g. person,car.")]
 TargetMs = Annotated[Optional[list[float]], typer.Option(help="Hard latency budget in ms: once for every device, "
                                                               "or once per --device in order. The search is pulled "
@@ -345,6 +351,8 @@ def eval_command(
              "person model.")] = None,
     conf: Annotated[float, typer.Option(help="Score threshold (low for AP).")] = 0.05,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 2,
+    provider: Provider = "auto",
+    trt: TensorRT = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder runs/eval/NAME.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Detections JSON of MODEL (default: in the run folder).")] = None,
     json_out: JsonOut = None,
@@ -364,7 +372,9 @@ def eval_command(
 
     annotations, images = find_split(_data_or_synthetic(data), split)
     models = [model, *(compare or [])]
-    predictors = [load_predictor(path, conf=conf, threads=threads) for path in models]  # bad files fail first
+    chosen, providers = _providers(provider, trt)
+    predictors = [load_predictor(path, conf=conf, threads=threads, providers=providers)  # bad files fail first
+                  for path in models]
     reports, folder = {}, run_dir("eval", name)
     for index, (path, (predict, class_names)) in enumerate(zip(models, predictors)):
         report, results = evaluate_predictor(predict, annotations, images, class_names, max_images=max_images,
@@ -379,8 +389,18 @@ def eval_command(
     atomic_write_json(folder / "eval.json", main_report | {"model": model, "data": str(annotations),
                                                            "compare": others})
     console.print(f"wrote {folder / 'eval.json'}")
-    _write_json(json_out, main_report | {f"{_short_name(k)}.{metric}": r[metric] for k, r in others.items()
-                                         for metric in reports[k].metrics})
+    _write_json(json_out, main_report | {"provider": chosen} | {
+        f"{_short_name(k)}.{metric}": r[metric] for k, r in others.items() for metric in reports[k].metrics})
+
+
+def _providers(provider: str, trt: Optional[str]) -> tuple[str, list]:
+    """The execution provider chosen (said on stderr) and the list ONNX Runtime takes."""
+    from edgedet.runtime.session import choose_providers
+
+    chosen, providers = choose_providers(provider, trt)
+    print(f"execution provider: {chosen}" + (f" (--provider {provider})" if provider == "auto" else ""),
+          file=sys.stderr)
+    return chosen, providers
 
 
 def _short_name(spec: str) -> str:
@@ -496,6 +516,8 @@ def benchmark_command(
     warmup: Annotated[int, typer.Option(help="Untimed runs per model first.")] = 10,
     data: Annotated[Optional[Path], typer.Option(help="COCO-format folder whose val images time the pre- and "
                                                      "post-processing (default: the synthetic set).")] = None,
+    provider: Provider = "auto",
+    trt: TensorRT = None,
     json_out: JsonOut = None,
 ) -> None:
     """Latency of one or more ONNX models measured in the same run (interleaved bursts): median, p90, p99,
@@ -505,8 +527,9 @@ def benchmark_command(
     """
     from edgedet.runtime.benchmark_table import benchmark_table
 
+    chosen, providers = _providers(provider, trt)
     rows, table, notes = benchmark_table(models, device=device, threads=threads or [1], runs=runs, warmup=warmup,
-                                         data=_data_or_synthetic(data))
+                                         data=_data_or_synthetic(data), provider=chosen, providers=providers)
     console.print(table)
     for note in notes:
         console.print(note)
@@ -603,6 +626,8 @@ def camera_command(
     realtime: Annotated[bool, typer.Option(help="Play a file at its own frame rate, dropping frames the model "
                                                 "cannot keep up with (as a live camera would).")] = False,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 2,
+    provider: Provider = "auto",
+    trt: TensorRT = None,
     reconnects: Annotated[int, typer.Option(help="Reconnect attempts when a live stream fails.")] = 5,
     json_out: JsonOut = None,
 ) -> None:
@@ -614,7 +639,8 @@ def camera_command(
     from edgedet.runtime.camera import run_loop
     from edgedet.runtime.onnx_detector import OnnxDetector
 
-    detector = OnnxDetector(model, threads=threads, conf=conf, iou=iou)
+    chosen, providers = _providers(provider, trt)
+    detector = OnnxDetector(model, threads=threads, conf=conf, iou=iou, providers=providers)
     stats = run_loop(detector, source, show=show, save=save, classes=_class_list(classes), max_frames=max_frames,
                      realtime=realtime, max_reconnects=reconnects)
     summary = stats.summary()
@@ -626,7 +652,55 @@ def camera_command(
     console.print(table)
     if save:
         console.print(f"wrote {save}")
-    _write_json(json_out, summary)
+    _write_json(json_out, summary | {"provider": chosen})
+
+
+@app.command("predict")
+def predict_command(
+    model: Annotated[str, typer.Argument(help="An ONNX model: an edgedet export (with its model.json), another "
+                                              "project's detector (PATH.onnx:ADAPTER), or A.onnx+B.onnx fused.")],
+    source: Annotated[str, typer.Option(help="An image, a folder of images, a quoted glob ('imgs/**/*.jpg') or a "
+                                             "video file.")],
+    save_dir: Annotated[Optional[Path], typer.Option(help="Annotated images (or video) go here (default: the run "
+                                                          "folder).")] = None,
+    no_save: Annotated[bool, typer.Option("--no-save", help="Write no annotated images, only the JSON.")] = False,
+    conf: Annotated[float, typer.Option(help="Score threshold.")] = 0.35,
+    classes: Classes = None,
+    coco_ann: Annotated[Optional[Path], typer.Option(help="COCO annotation file whose image ids the results take "
+                                                          "(matched by file name), so pycocotools scores them.")
+                        ] = None,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 2,
+    provider: Provider = "auto",
+    trt: TensorRT = None,
+    name: Annotated[Optional[str], typer.Option(help="Run folder runs/predict/NAME.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="COCO results JSON (default: RUN/predictions.json; one JSON "
+                                                     "line per image beside it, .jsonl).")] = None,
+    json_out: JsonOut = None,
+) -> None:
+    """Boxes for every image of a folder, a glob or a video: annotated copies, a COCO results JSON that pycocotools
+    loads, and one JSON line per image (file, id, size, boxes). Unreadable files are skipped and counted.
+
+    Example: edgedet predict runs/export/person/model.onnx --source photos/ --classes person
+    Example: edgedet predict model.onnx --source ../shared/video/clip.mp4 --save-dir annotated
+    """
+    from edgedet.evaluate.images import load_predictor
+    from edgedet.runtime.predict import predict_source
+
+    chosen, providers = _providers(provider, trt)
+    predict, class_names = load_predictor(model, conf=conf, threads=threads, providers=providers,
+                                          classes=_class_list(classes))
+    folder = run_dir("predict", name)
+    target = out or folder / "predictions.json"
+    summary = predict_source(predict, class_names, source, target, target.with_suffix(".jsonl"),
+                             save_dir=None if no_save else save_dir or folder, annotations=coco_ann)
+    numbers = summary.to_json() | {"provider": chosen}
+    unit = "frames" if summary.kind == "video" else "images"
+    console.print(f"{numbers['images']} {unit}, {numbers['detections']} boxes, {numbers['median_ms']:.1f} ms median "
+                  f"per image ({chosen}); skipped {numbers['skipped']} unreadable"
+                  + (f" (first: {summary.skipped[0]})" if summary.skipped else ""))
+    console.print(f"wrote {target} (COCO results) and {target.with_suffix('.jsonl')}"
+                  + ("" if no_save else f"; annotated in {save_dir or folder}"))
+    _write_json(json_out, numbers)
 
 
 @app.command("pipeline")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from edgedet.evaluate.coco_eval import EvalReport, detections_to_coco, evaluate_
 from edgedet.progress import progress_track, stderr
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.preprocess import read_bgr
+
+if TYPE_CHECKING:
+    from edgedet.runtime.session import Providers
 
 Predictor = Callable[[np.ndarray], Detections]
 
@@ -71,22 +75,27 @@ def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, clas
     return report, results
 
 
-def load_predictor(model: str | Path, *, conf: float = 0.05, threads: int = 1) -> tuple[Predictor, list[str]]:
+def load_predictor(model: str | Path, *, conf: float = 0.05, threads: int = 1, providers: Providers | None = None,
+                   classes: list[str] | None = None) -> tuple[Predictor, list[str]]:
     """A predictor and its class names: an edgedet checkpoint (needs torch), or any ONNX detector edgedet reads (an
     export with its sidecar, another project's model through its adapter, ``PATH.onnx:ADAPTER`` naming one), or
-    several of those fused as one, ``A.onnx+B.onnx`` (weighted box fusion, as ``edgedet label`` fuses teachers)."""
+    several of those fused as one, ``A.onnx+B.onnx`` (weighted box fusion, as ``edgedet label`` fuses teachers);
+    ``classes`` keeps only those of an ONNX model's classes, matched by name."""
     spec = str(model)
     if "+" in spec and not Path(spec).is_file():
         from edgedet.label.fusion import Ensemble
         from edgedet.runtime.peers import load_teacher
 
-        ensemble = Ensemble([load_teacher(part, conf=conf, threads=threads) for part in spec.split("+")], conf=0.0)
+        ensemble = Ensemble([load_teacher(part, class_names=classes, conf=conf, threads=threads, providers=providers)
+                             for part in spec.split("+")], conf=0.0)
         return ensemble, ensemble.class_names
     if ".onnx" in Path(spec).name:
         from edgedet.runtime.peers import load_teacher
 
-        detector = load_teacher(spec, conf=conf, threads=threads)
+        detector = load_teacher(spec, class_names=classes, conf=conf, threads=threads, providers=providers)
         return detector, detector.class_names
+    if classes:
+        raise UsageError(f"{spec}: a class subset applies to ONNX models; export the checkpoint first")
     from edgedet.detect.predict import TorchPredictor
     from edgedet.train.checkpoint import load_detector
 

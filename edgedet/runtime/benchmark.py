@@ -20,7 +20,7 @@ import onnxruntime as ort
 from edgedet.runtime.onnx_detector import OnnxDetector, open_session
 from edgedet.runtime.peers import PeerDetector, is_detector, load_teacher, split_spec
 from edgedet.runtime.preprocess import read_bgr
-from edgedet.runtime.session import random_feed
+from edgedet.runtime.session import Providers, random_feed
 
 BURST = 5  # runs of one model before the next model's turn
 
@@ -57,12 +57,13 @@ def peak_rss_mb() -> float:
 class _Subject:
     """One model under test: its session, input, and (for detectors) the detector for pre/post timing."""
 
-    def __init__(self, spec: str | Path, threads: int, conf: float) -> None:
+    def __init__(self, spec: str | Path, threads: int, conf: float, providers: Providers | None) -> None:
         before = _rss_mb()
         self.name, (self.path, _) = str(spec), split_spec(spec)
-        self.detector = load_teacher(spec, threads=threads, conf=conf) if is_detector(spec) else None
+        self.detector = (load_teacher(spec, threads=threads, conf=conf, providers=providers) if is_detector(spec)
+                         else None)
         self.session: ort.InferenceSession = (self.detector.session if self.detector
-                                              else open_session(self.path, threads=threads))
+                                              else open_session(self.path, threads=threads, providers=providers))
         self.feed = random_feed(self.session)
         self.session.run(None, self.feed)
         self.memory_mb = _rss_mb() - before
@@ -96,10 +97,11 @@ def read_images(paths: list[Path], count: int) -> list[np.ndarray]:
 
 
 def benchmark_models(models: list[str | Path], *, threads: int = 1, runs: int = 100, warmup: int = 10,
-                     images: list[np.ndarray] | None = None, conf: float = 0.05, seed: int = 0) -> list[BenchRow]:
+                     images: list[np.ndarray] | None = None, conf: float = 0.05, seed: int = 0,
+                     providers: Providers | None = None) -> list[BenchRow]:
     """Time every model ``runs`` times in shuffled interleaved bursts; pre/post on ``images`` where it applies
     (decoding at score threshold ``conf``: fewer candidates make NMS cheaper)."""
-    subjects = [_Subject(path, threads, conf) for path in models]
+    subjects = [_Subject(path, threads, conf, providers) for path in models]
     for subject in subjects:
         subject.burst(warmup)
         subject.times.clear()

@@ -13,6 +13,7 @@ from edgedet.errors import EdgedetError, UsageError
 from edgedet.evaluate.images import split_images
 from edgedet.runtime.benchmark import BenchRow, benchmark_models, peak_rss_mb, read_images
 from edgedet.runtime.peers import split_spec
+from edgedet.runtime.session import Providers
 
 
 @functools.cache
@@ -36,17 +37,21 @@ def _fmt(value: float | None) -> str:
 
 
 def benchmark_table(models: list[str | Path], *, device: str, threads: list[int], runs: int, warmup: int,
-                    data: Path) -> tuple[list[dict], Table, list[str]]:
-    """Every model at every thread count in one run; rows as flat dicts, the table, and notes to print."""
+                    data: Path, provider: str = "cpu", providers: Providers | None = None
+                    ) -> tuple[list[dict], Table, list[str]]:
+    """Every model at every thread count in one run, on ``providers`` (named ``provider``); rows as flat dicts, the
+    table, and notes to print."""
     for model in models:
         if split_spec(model)[0].suffix != ".onnx":
             raise UsageError(f"{model}: benchmark takes .onnx models (export a checkpoint with `edgedet export`)")
     images = read_images(split_images(data, "val"), 20)
     rows: list[BenchRow] = []
     for count in threads:
-        rows += benchmark_models(models, threads=count, runs=runs, warmup=warmup, images=images)
+        rows += benchmark_models(models, threads=count, runs=runs, warmup=warmup, images=images,
+                                 providers=providers)
     table = Table("model", "prec", "thr", "median ms", "p90", "p99", "fps", "pre ms", "post ms", "e2e ms",
-                  "LUT backbone ms", "mem MB", "size MB", title=f"ONNX Runtime latency, batch 1 ({runs} runs each)")
+                  "LUT backbone ms", "mem MB", "size MB",
+                  title=f"ONNX Runtime latency on {provider}, batch 1 ({runs} runs each)")
     out, notes = [], set()
     for row in rows:
         predicted, why = _predicted_backbone_ms(device, row.arch, row.precision)
@@ -56,7 +61,7 @@ def benchmark_table(models: list[str | Path], *, device: str, threads: list[int]
                       _fmt(row.p99_ms), f"{row.throughput_fps:.1f}", _fmt(row.pre_ms), _fmt(row.post_ms),
                       _fmt(row.end_to_end_ms), _fmt(predicted), f"{row.memory_mb:.0f}", f"{row.size_mb:.2f}")
         out.append(asdict(row) | {"end_to_end_ms": row.end_to_end_ms, "predicted_backbone_ms": predicted,
-                                  "device": device})
+                                  "device": device, "provider": provider})
     notes_list = sorted(notes) + [f"peak process memory {peak_rss_mb():.0f} MB; the LUT predicts the backbone "
                                   "alone (neck and head are not in it) at the profile's thread count"]
     return out, table, notes_list

@@ -161,7 +161,7 @@ def _colour(label: int) -> tuple[int, int, int]:
 
 
 def draw(image: np.ndarray, detections: Detections, class_names: list[str], hud: str) -> np.ndarray:
-    """Boxes with class names and scores, and the HUD line in the top-left corner (in place)."""
+    """Boxes with class names and scores, and the HUD line (if any) in the top-left corner (in place)."""
     for box, score, label in zip(detections.boxes_xyxy, detections.scores, detections.labels):
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         colour = _colour(int(label))
@@ -171,8 +171,9 @@ def draw(image: np.ndarray, detections: Detections, class_names: list[str], hud:
         cv2.rectangle(image, (x1, max(0, y1 - h - 4)), (x1 + w + 2, max(h + 4, y1)), colour, -1)
         cv2.putText(image, text, (x1 + 1, max(h + 1, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
                     cv2.LINE_AA)
-    cv2.rectangle(image, (0, 0), (8 + 8 * len(hud), 22), (0, 0, 0), -1)
-    cv2.putText(image, hud, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    if hud:
+        cv2.rectangle(image, (0, 0), (8 + 8 * len(hud), 22), (0, 0, 0), -1)
+        cv2.putText(image, hud, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return image
 
 

@@ -15,7 +15,7 @@ from edgedet.errors import UsageError
 from edgedet.runtime.detections import Detections
 from edgedet.runtime.postprocess import anchor_points, decode, select_boxes, to_original
 from edgedet.runtime.preprocess import letterbox
-from edgedet.runtime.session import make_session
+from edgedet.runtime.session import Providers, make_session
 from edgedet.runtime.sidecar import ModelCard, read_card
 
 
@@ -23,7 +23,7 @@ def _where(model: Path | bytes) -> str:
     return "the model" if isinstance(model, bytes) else str(model)
 
 
-def open_session(model: Path | bytes, *, threads: int = 1, providers: list[str] | None = None
+def open_session(model: Path | bytes, *, threads: int = 1, providers: Providers | None = None
                  ) -> ort.InferenceSession:
     """An ONNX Runtime session for a file or model bytes; a missing or non-ONNX file is a usage error."""
     if not isinstance(model, bytes) and not Path(model).is_file():
@@ -48,7 +48,7 @@ class OnnxDetector:
     from model bytes with their ``card`` (candidates that exist only in memory, such as the quantizer's)."""
 
     def __init__(self, model: Path | bytes, *, card: ModelCard | None = None, threads: int = 1, conf: float = 0.05,
-                 iou: float = 0.6, providers: list[str] | None = None) -> None:
+                 iou: float = 0.6, providers: Providers | None = None) -> None:
         self.where = _where(model)
         self.card: ModelCard = card or read_card(Path(model))
         self.session = open_session(model, threads=threads, providers=providers)

@@ -38,6 +38,7 @@ from edgedet.runtime.detections import Detections
 from edgedet.runtime.onnx_detector import OnnxDetector, open_session
 from edgedet.runtime.postprocess import REG_CLIP, anchor_points, batched_nms
 from edgedet.runtime.preprocess import letterbox, letterbox_size
+from edgedet.runtime.session import Providers
 from edgedet.runtime.sidecar import sidecar_path
 
 PEER_FILES = {"FastestDet": "fastestdet/FastestDet.onnx", "NanoDet-m": "nanodet-m/nanodet.onnx"}
@@ -85,9 +86,9 @@ class PeerDetector:
     nms_iou: float = 0.6
 
     def __init__(self, path: Path, names: list[str] | None = None, *, threads: int = 1, conf: float = 0.05,
-                 keep: list[str] | None = None) -> None:
+                 keep: list[str] | None = None, providers: Providers | None = None) -> None:
         names = names or COCO80_NAMES
-        self.session = open_session(self._graph(Path(path)), threads=threads)
+        self.session = open_session(self._graph(Path(path)), threads=threads, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.input_size = int(self.session.get_inputs()[0].shape[-1])
         self.num_classes, self.conf = len(names), conf
@@ -343,19 +344,19 @@ def _select_classes(available: list[str], wanted: list[str] | None, where: str) 
 
 
 def load_teacher(spec: str | Path, *, class_names: list[str] | None = None, conf: float = 0.05,
-                 threads: int = 1) -> Teacher:
+                 threads: int = 1, providers: Providers | None = None) -> Teacher:
     """A teacher from ``PATH.onnx`` (edgedet export with sidecar, or a peer recognised by file name or shapes) or
     ``PATH.onnx:ADAPTER``; ``class_names`` restricts it to those of them it has (see ``_select_classes``)."""
     path, named = split_spec(spec)
     if not path.is_file():
         raise UsageError(f"{path}: no such model file")
     if named is None and sidecar_path(path).is_file():
-        detector = OnnxDetector(path, conf=conf, threads=threads)
+        detector = OnnxDetector(path, conf=conf, threads=threads, providers=providers)
         keep = _select_classes(detector.class_names, class_names, str(path))
         return _ClassSubset(detector, keep) if keep else detector
     adapter = _adapter_for(path, named)
     keep = _select_classes(COCO80_NAMES, class_names, str(path))
-    return adapter(path, threads=threads, conf=conf, keep=keep)
+    return adapter(path, threads=threads, conf=conf, keep=keep, providers=providers)
 
 
 def load_peers(folder: Path, annotations: Path, class_names: list[str], *, threads: int = 1

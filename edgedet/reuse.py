@@ -24,4 +24,5 @@ def settings_digest(settings: Any) -> str:
 
 def changed_settings(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
     """The keys of ``wanted`` whose value differs from (or is missing in) ``saved``, sorted."""
-    return sorted(key for key, value in wanted.items() if key not in saved or _canonical(saved[key]) != _canonical(value))
+    return sorted(key for key, value in wanted.items()
+                  if key not in saved or _canonical(saved[key]) != _canonical(value))

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from edgedet.cli import app
 from edgedet.devices.latency import predict_ms
 from edgedet.devices.profile import get_profile
+from edgedet.pipeline.run import PipelineConfig
 from edgedet.space.archspec import ArchSpec
 
 runner = CliRunner()
@@ -48,6 +49,8 @@ def test_pipeline_runs_every_stage_then_skips_redoes_or_resumes_what_it_should(s
     assert abs(predict_ms(jetson, scaled) - predict_ms(jetson, searched)) <= min(
         abs(predict_ms(jetson, scaled.with_imgsz(size)) - predict_ms(jetson, searched)) for size in range(64, 641, 32))
     assert "next: edgedet camera runs/pipeline/p/model.int8.onnx --source 0" in result.output
+    assert (folder / "model.fp16.onnx").exists() and "| searched fp16 |" in report  # the jetson profile runs FP16
+    assert "for **jetson-orin-nano** (fp16, Tensorrt, CUDA, CPU): `runs/pipeline/p/model.fp16.onnx`" in report
     numbers = json.loads((in_tmp / "p.json").read_text())
     assert numbers["median_ms"] > 0 and 0 <= numbers["AP"] <= 100
 
@@ -114,3 +117,18 @@ def test_a_baseline_that_is_another_one_is_trained_once(in_tmp, monkeypatch):
     assert trained == ["lite0", "ssdlite"]  # the scaled one is Lite0 at 320; SSDlite has another head
     assert out["lite0-scaled"]["arch"].startswith("lite0@320")
     assert out["lite0-scaled"]["checkpoint"] == out["lite0"]["checkpoint"]
+
+
+def test_an_int8_tensorrt_device_gets_tensorrts_int8_and_this_host_the_cpu_flavour(monkeypatch):
+    from edgedet.devices.profile import DeviceProfile
+    from edgedet.pipeline import stages
+
+    orin = DeviceProfile(id="orin", description="", latency={"source": "analytic"}, runtime={
+        "precision": "int8", "providers": ["TensorrtExecutionProvider", "CPUExecutionProvider"]})
+    monkeypatch.setattr(stages, "get_profile", lambda name: orin)
+    config = PipelineConfig(devices=["orin"], data="d", preset="fast")
+    deploy = stages.deployment(config, {"onnx": "m.onnx", "fp16": None},
+                               {"onnx": "m.int8.onnx", "device_onnx": "m.int8.tensorrt.onnx"})
+    assert deploy["device"] == {"id": "orin", "precision": "int8", "runtime": "Tensorrt, CPU",
+                                "file": "m.int8.tensorrt.onnx"}
+    assert deploy["host"]["file"] == "m.int8.onnx"

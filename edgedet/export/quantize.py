@@ -143,7 +143,8 @@ def without_weighted_outputs_qdq(model: bytes) -> bytes:
                 d.output[0] in {o.name for o in graph.output} for d in dequantizes):
             continue
         for reader in downstream:
-            reader.input[:] = [source if name in {d.output[0] for d in dequantizes} else name for name in reader.input]
+            dequantized = {d.output[0] for d in dequantizes}
+            reader.input[:] = [source if name in dequantized else name for name in reader.input]
         for node in (quantize, *dequantizes):
             graph.node.remove(node)
     return proto.SerializeToString()

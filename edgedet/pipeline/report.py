@@ -145,9 +145,20 @@ def write_report(folder: Path, context: dict[str, Any], config: Any) -> Path:
               "", "## Artefacts", "",
               f"- architecture: `{search['arch_json']}`", f"- checkpoint: `{context['train']['checkpoint']}`",
               f"- ONNX FP32: `{context['export']['onnx']}` (+ sidecar `{context['export']['sidecar']}`)",
-              f"- ONNX INT8: `{quant['onnx']}`", "",
+              f"- ONNX INT8: `{quant['onnx']}`", *_deploy_lines(quant.get("deploy")), "",
               f"Next: `edgedet camera {quant['onnx']} --source 0`", ""]
     return atomic_write_text(folder / "report.md", "\n".join(lines))
+
+
+def _deploy_lines(deploy: dict[str, Any] | None) -> list[str]:
+    """Which file goes to the device and which serves this host (runs made before the split have neither)."""
+    if not deploy:
+        return []
+    device, host = deploy["device"], deploy["host"]
+    return ["", "## Deploy", "",
+            f"- for **{device['id']}** ({device['precision']}, {device['runtime'] or 'ONNX Runtime'}): "
+            f"`{device['file']}`",
+            f"- for **this host** (ONNX Runtime, CPU, {host['precision']}): `{host['file']}`"]
 
 
 def rebuild_report(folder: Path) -> Path:

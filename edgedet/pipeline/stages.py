@@ -107,32 +107,59 @@ def matched_random_archs(search: dict[str, Any], count: int, match_pct: float) -
 
 
 def export_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
-    result = export_checkpoint(Path(context["train"]["checkpoint"]), folder / "model.onnx")
+    """FP32 always (this host's reference); FP16 too when the target device runs FP16 (its profile's precision)."""
+    checkpoint = Path(context["train"]["checkpoint"])
+    result = export_checkpoint(checkpoint, folder / "model.onnx")
     baselines = {name: str(export_checkpoint(Path(b["checkpoint"]), folder / "baselines" / name / "model.onnx")
                            .onnx_path) for name, b in context["baselines"].items()}
+    half = (str(export_checkpoint(checkpoint, folder / "model.fp16.onnx", half=True).onnx_path)
+            if get_profile(config.devices[0]).precision == "fp16" else None)
     return {"onnx": str(result.onnx_path), "sidecar": str(result.card_path), "max_abs_diff": result.max_abs_diff,
-            "baselines": baselines}
+            "baselines": baselines, "fp16": half}
+
+
+def deployment(config: PipelineConfig, export: dict[str, Any], quantize: dict[str, Any]) -> dict[str, Any]:
+    """Which file is meant for the target device (its profile's precision and INT8 flavour) and which for this
+    host (ONNX Runtime on its CPU: INT8 in the CPU flavour)."""
+    profile = get_profile(config.devices[0])
+    files = {"fp32": export["onnx"], "fp16": export.get("fp16"),
+             "int8": quantize.get("device_onnx") or quantize["onnx"]}
+    runtime = ", ".join(p.removesuffix("ExecutionProvider") for p in profile.runtime.get("providers", []))
+    return {"device": {"id": profile.id, "precision": profile.precision, "runtime": runtime,
+                       "file": files[profile.precision] or export["onnx"]},
+            "host": {"file": quantize["onnx"], "precision": "int8 (cpu flavour)"}}
 
 
 def quantize_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
-    """INT8 of the searched model, and of every baseline when ``quantize.baselines`` is set (same settings)."""
+    """INT8 of the searched model for this host (CPU flavour) and, when the target device runs INT8 in another
+    flavour (TensorRT's), for the device too; of every baseline when ``quantize.baselines`` is set."""
     settings = config.stage("quantize")
     options = {key: value for key, value in settings.items() if key != "baselines"}
     out = folder / "model.int8.onnx"
     result = quantize_model(Path(context["export"]["onnx"]), Path(config.data), out, **options)
+    profile = get_profile(config.devices[0])
+    device_onnx = None
+    if profile.precision == "int8" and profile.int8_flavour != "cpu":
+        device_onnx = folder / f"model.int8.{profile.int8_flavour}.onnx"
+        quantize_model(Path(context["export"]["onnx"]), Path(config.data), device_onnx, flavour=profile.int8_flavour,
+                       **options)
     baselines = {}
     for name, path in context["export"]["baselines"].items() if settings.get("baselines") else ():
         baselines[name] = str(Path(path).with_suffix(".int8.onnx"))
         quantize_model(Path(path), Path(config.data), Path(baselines[name]), **options)
-    return {"onnx": str(out), "fp32_AP": result.fp32_ap, "int8_AP": result.int8_ap, "kept_fp32": result.kept_fp32,
-            "baselines": baselines}
+    outputs = {"onnx": str(out), "device_onnx": device_onnx and str(device_onnx), "fp32_AP": result.fp32_ap,
+               "int8_AP": result.int8_ap, "kept_fp32": result.kept_fp32, "baselines": baselines}
+    return outputs | {"deploy": deployment(config, context["export"], outputs)}
 
 
 def evaluate_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
     """COCO metrics of every deployed model on val, through the one ONNX Runtime path, and of the peers in
     ``evaluate.peers`` (their own decoders, the same images and evaluation)."""
     annotations, images = find_split(Path(config.data), "val")
+    extra = {"searched fp16": context["export"].get("fp16"),
+             "searched int8 device": context["quantize"].get("device_onnx")}
     models = {"searched fp32": context["export"]["onnx"], "searched int8": context["quantize"]["onnx"],
+              **{key: path for key, path in extra.items() if path},
               **{f"{name} fp32": path for name, path in context["export"]["baselines"].items()},
               **{f"{name} int8": path for name, path in context["quantize"]["baselines"].items()}}
     predictors = {key: OnnxDetector(Path(path), threads=2) for key, path in models.items()}

@@ -12,7 +12,8 @@ import onnxruntime as ort
 from edgedet.errors import UsageError
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
-             "openvino": "OpenVINOExecutionProvider", "coreml": "CoreMLExecutionProvider", "cpu": "CPUExecutionProvider"}
+             "openvino": "OpenVINOExecutionProvider", "coreml": "CoreMLExecutionProvider",
+             "cpu": "CPUExecutionProvider"}
 PROVIDER_NAMES = ("auto", *PROVIDERS)  # auto takes the first of PROVIDERS this build has: fastest first
 
 Providers = list[str | tuple[str, dict[str, Any]]]  # what ort.InferenceSession takes

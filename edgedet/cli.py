@@ -97,6 +97,14 @@ def profile_show(device: Annotated[str, typer.Argument(help="Profile id or alias
     profile = get_profile(device)
     console.print(f"[bold]{profile.id}[/] ({profile.path})")
     console.print(profile.to_yaml(), markup=False, highlight=False)
+    source = profile.latency["source"]
+    console.print(f"[bold]latency source:[/] {'measured LUT' if source == 'lut' else 'analytic prior, not measured'}"
+                  f" ({', '.join(profile.precisions)}); runs on {', '.join(profile.runtime.get('providers', []))}")
+    for key, title in (("provenance", "where it comes from"), ("expected_error", "how far to trust it")):
+        console.print(f"[bold]{title}:[/] {profile.latency.get(key, 'not stated')}", highlight=False)
+    if source != "lut":
+        console.print("Own the device? `edgedet profile build` there replaces this prior with a measured LUT "
+                      "(README: On the device).", highlight=False)
 
 
 @profile_app.command("build")
@@ -108,12 +116,16 @@ def profile_build(
     precision: Annotated[str, typer.Option(help="fp32, or int8 (ONNX Runtime static QDQ).")] = "fp32",
     threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads.")] = 1,
     rounds: Annotated[int, typer.Option(help="Interleaved timing rounds (more = steadier, slower).")] = 15,
+    provider: Annotated[str, typer.Option(help="Execution provider the deployed model will run on (cpu, cuda, "
+                                               "tensorrt, openvino, coreml): measure with it.")] = "cpu",
+    trt: TensorRT = None,
     out: Annotated[Optional[Path], typer.Option(help="Profile folder (default runs/profile/NAME).")] = None,
 ) -> None:
     """Measure a latency LUT on this machine with ONNX Runtime: every (layer shape, op) as a one-block model,
     timed interleaved with a reference model. Re-running with another --space/--imgsz/--precision adds to it.
 
     Example: edgedet profile build --name host --precision int8
+    Example (on a Jetson): edgedet profile build --name orin --provider tensorrt --trt fp16,cache=trt-engines
     """
     from edgedet.devices.builder import BuildSettings, build_lut
     from edgedet.space import get_space
@@ -122,7 +134,8 @@ def profile_build(
         raise UsageError(f"--precision {precision}: measured LUTs are fp32 or int8")
     if threads < 1 or rounds < 1:
         raise UsageError("--threads and --rounds must be at least 1")
-    settings = BuildSettings(name, get_space(space, width_mult=width_mult), imgsz, precision, threads, rounds)
+    settings = BuildSettings(name, get_space(space, width_mult=width_mult), imgsz, precision, threads, rounds,
+                             provider=provider, trt=trt)
     profile = build_lut(settings, out or Path("runs") / "profile" / name)
     console.print(f"wrote profile '{profile.id}' to {profile.path}; check it with `edgedet profile check {name}`")
 
@@ -142,12 +155,12 @@ def profile_check(
     Example: edgedet profile check host --samples 50 --json-out check.json
     """
     from edgedet.devices.builder import get_or_build_profile
-    from edgedet.devices.check import check_profile, rows_json, summarize
+    from edgedet.devices.check import check_profile, record_check, rows_json, summarize
 
     if samples < 3:
         raise UsageError("--samples must be at least 3 for a rank correlation")
-    rows, speed = check_profile(get_or_build_profile(device), samples=samples, precision=precision, space=space,
-                                rounds=rounds, seed=seed)
+    profile = get_or_build_profile(device)
+    rows, speed = check_profile(profile, samples=samples, precision=precision, space=space, rounds=rounds, seed=seed)
     table = Table("arch", "MMACs", "predicted ms", "measured ms", "error %")
     for r in rows:
         arch = r.arch if len(r.arch) <= 60 else r.arch[:59] + "…"
@@ -160,6 +173,8 @@ def profile_check(
         f"(MACs alone: {summary['flops_spearman']:.3f})  mean |error|: {summary['mean_abs_pct_error']:.1f}%  "
         f"max: {summary['max_abs_pct_error']:.1f}%  machine speed vs build: x{speed:.2f}"
     )
+    if record_check(profile, precision or profile.precision, summary):
+        console.print(f"recorded in {profile.path} (its expected_error now says what was measured)")
     _write_json(json_out, summary | {"device": device, "rows": rows_json(rows)})
 
 

@@ -7,9 +7,9 @@ import onnx
 import pytest
 
 from edgedet.devices.builder import BuildSettings, build_lut, onnx_model
-from edgedet.devices.check import check_profile, summarize
+from edgedet.devices.check import check_profile, record_check, summarize
 from edgedet.devices.latency import LatencyLUT, layer_table, predict_ms
-from edgedet.devices.profile import get_profile
+from edgedet.devices.profile import get_profile, load_profile
 from edgedet.errors import UsageError
 from edgedet.runtime.session import make_session
 from edgedet.space import ArchSpec, get_space
@@ -41,6 +41,19 @@ def test_check_measures_whole_models(tiny_profile, in_tmp):
     for row in rows:  # the prediction is in the right range even on a noisy machine
         assert 0.33 < row.predicted_ms / row.measured_ms < 3
     assert set(summary) >= {"within_10pct", "spearman", "mean_abs_pct_error", "max_abs_pct_error"}
+
+
+def test_a_fresh_profile_claims_nothing_until_checked_then_states_what_was_measured(tiny_profile, in_tmp):
+    fresh = load_profile(tiny_profile.path)
+    assert fresh.latency["expected_error"].startswith("unchecked: `edgedet profile check tinyhost`")
+    assert fresh.runtime["providers"] == ["CPUExecutionProvider"]
+    assert fresh.latency_model().provenance["provider"] == "cpu"
+    rows, speed = check_profile(fresh, samples=3, rounds=2)
+    assert record_check(fresh, "fp32", summarize(rows, speed))
+    checked = load_profile(tiny_profile.path).latency
+    assert checked["expected_error"].startswith("fp32 (checked ") and "3 random backbones" in checked["expected_error"]
+    assert checked["checks"]["fp32"]["samples"] == 3
+    assert not record_check(get_profile("jetson"), "fp16", summarize(rows, speed))  # shipped profiles stay as they are
 
 
 def test_built_profile_is_found_by_id(tiny_profile, monkeypatch):

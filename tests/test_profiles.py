@@ -61,3 +61,14 @@ def test_malformed_profile_names_file_and_field(tmp_path, text, message):
 def test_unknown_device_lists_close_matches():
     with pytest.raises(UsageError, match="unknown device 'raspi5'. Did you mean: raspi4"):
         get_profile("raspi5")
+
+
+def test_profile_show_says_where_an_analytic_profile_comes_from_and_how_far_to_trust_it():
+    from typer.testing import CliRunner
+
+    from edgedet.cli import app
+
+    shown = CliRunner().invoke(app, ["profile", "show", "jetson"], terminal_width=400)
+    assert shown.exit_code == 0, shown.output
+    assert "latency source: analytic prior, not measured (fp32, fp16, int8)" in shown.output
+    assert "how far to trust it: Unvalidated" in shown.output and "where it comes from: Peak rates" in shown.output

@@ -32,7 +32,7 @@ from edgedet.export.onnx_export import export_onnx
 from edgedet.export.quantize import quantize_qdq, quantized_boundaries
 from edgedet.io import atomic_write_json, atomic_write_text
 from edgedet.progress import progress_steps, progress_track, stderr
-from edgedet.runtime.session import make_session
+from edgedet.runtime.session import PROVIDERS, Providers, choose_providers, make_session
 from edgedet.space.archspec import ArchSpec, sample_arch
 from edgedet.space.backbone import Backbone
 from edgedet.space.blocks import make_op, make_stem
@@ -48,8 +48,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def runtime_id(threads: int) -> str:
-    return f"ort-cpu-t{threads}"
+def runtime_id(threads: int, provider: str = "cpu") -> str:
+    """The key a LUT's entries sit under: the same block times differently on another provider or thread count."""
+    return f"ort-{provider}-t{threads}"
 
 
 def _randomize_batchnorm(module: nn.Module) -> None:
@@ -83,8 +84,9 @@ def backbone_model(arch: ArchSpec, precision: str) -> bytes:
     return onnx_model(Backbone(arch), (1, 3, arch.imgsz, arch.imgsz), precision)
 
 
-def timed(models: Iterable[tuple[str, bytes]], threads: int) -> dict[str, Timed]:
-    return {key: Timed(make_session(model, threads=threads)) for key, model in models}
+def timed(models: Iterable[tuple[str, bytes]], threads: int, providers: Providers | None = None
+          ) -> dict[str, Timed]:
+    return {key: Timed(make_session(model, threads=threads, providers=providers)) for key, model in models}
 
 
 def measure_backbones(archs: dict[str, ArchSpec], precision: str, *, threads: int = 1, rounds: int = 5
@@ -108,6 +110,8 @@ class BuildSettings:
     rounds: int = 15
     calibration_archs: int = 6
     seed: int = 0
+    provider: str = "cpu"  # the ONNX Runtime execution provider that will run the model on the device
+    trt: str | None = None  # its TensorRT switches (edgedet.runtime.session.tensorrt_options)
 
 
 def _block_models(settings: BuildSettings, runtime: str) -> list[tuple[str, bytes]]:
@@ -126,7 +130,8 @@ def _block_models(settings: BuildSettings, runtime: str) -> list[tuple[str, byte
 
 def build_lut(settings: BuildSettings, out_dir: Path) -> DeviceProfile:
     """Measure and write ``<out_dir>/profile.yaml`` + ``<name>.<precision>.json`` (merged into an existing LUT)."""
-    runtime = runtime_id(settings.threads)
+    runtime = runtime_id(settings.threads, settings.provider)
+    _, providers = choose_providers(settings.provider, settings.trt)
     space, imgsz, precision = settings.space, settings.imgsz, settings.precision
     lut_path = out_dir / f"{settings.name}.{precision}.json"
     lut = LatencyLUT.load(lut_path) if lut_path.exists() else LatencyLUT(settings.name, precision, runtime)
@@ -140,8 +145,8 @@ def build_lut(settings: BuildSettings, out_dir: Path) -> DeviceProfile:
     blocks = _block_models(settings, runtime)
     wholes = [(f"arch {arch}", backbone_model(arch, precision))
               for arch in progress_track(calibration, "exporting calibration backbones")]
-    items = timed(blocks + wholes, settings.threads)
-    ref = Timed(make_session(backbone_model(reference, precision), threads=settings.threads))
+    items = timed(blocks + wholes, settings.threads, providers)
+    ref = Timed(make_session(backbone_model(reference, precision), threads=settings.threads, providers=providers))
     with progress_steps(f"timing {len(items)} models x {settings.rounds} rounds", settings.rounds) as advance_to:
         result = time_interleaved(items, ref, rounds=settings.rounds, seed=settings.seed, on_round=advance_to)
 
@@ -157,6 +162,7 @@ def build_lut(settings: BuildSettings, out_dir: Path) -> DeviceProfile:
         "onnxruntime": ort.__version__,
         "cpu": cpu_name(),
         "threads": settings.threads,
+        "provider": settings.provider,
         "protocol": PROTOCOL,
         "rounds": settings.rounds,
         "calibration_archs": settings.calibration_archs,
@@ -174,11 +180,13 @@ def _write_profile(settings: BuildSettings, out_dir: Path, lut_file: str) -> Dev
     else:
         profile = DeviceProfile(
             id=settings.name,
-            description=f"measured on this machine ({cpu_name()}), ONNX Runtime CPU, {settings.threads} thread(s)",
-            runtime={"engine": "onnxruntime", "providers": ["CPUExecutionProvider"], "threads": settings.threads,
-                     "precision": settings.precision},
+            description=f"measured on this machine ({cpu_name()}), ONNX Runtime {settings.provider}, "
+                        f"{settings.threads} thread(s)",
+            runtime={"engine": "onnxruntime", "threads": settings.threads,
+                     "providers": list(dict.fromkeys([PROVIDERS[settings.provider], PROVIDERS["cpu"]])),
+                     "precision": settings.precision, **({"trt": settings.trt} if settings.trt else {})},
             latency={"source": "lut", "luts": {settings.precision: lut_file},
-                     "expected_error": "see `edgedet profile check`: typically 5-7% mean error on shared vCPUs",
+                     "expected_error": f"unchecked: `edgedet profile check {settings.name}` measures it",
                      "provenance": f"measured by `edgedet profile build` ({PROTOCOL}); details in each LUT"},
             hardware={"cpu": cpu_name(), "machine": platform.machine(), "python": platform.python_version()},
             path=path,

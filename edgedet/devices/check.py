@@ -7,6 +7,7 @@ under ``ABS_TOL_MS / 0.1`` get an absolute tolerance instead of ±10%: their tim
 
 from __future__ import annotations
 
+import datetime
 import random
 from dataclasses import asdict, dataclass
 
@@ -15,11 +16,12 @@ from scipy.stats import spearmanr
 
 from edgedet.devices.builder import backbone_model, runtime_id, timed
 from edgedet.devices.latency import LatencyLUT, predict_ms
-from edgedet.devices.profile import DeviceProfile
+from edgedet.devices.profile import SHIPPED_DIR, DeviceProfile
 from edgedet.devices.timing import Timed, time_interleaved
 from edgedet.errors import UsageError
+from edgedet.io import atomic_write_text
 from edgedet.progress import progress_steps, progress_track
-from edgedet.runtime.session import make_session
+from edgedet.runtime.session import choose_providers, make_session
 from edgedet.space.archspec import ArchSpec, sample_arch
 from edgedet.space.cost import op_kernels, stem_kernels, total
 
@@ -67,15 +69,17 @@ def check_profile(profile: DeviceProfile, *, samples: int = 50, precision: str |
     lut = profile.latency_model(precision)
     assert isinstance(lut, LatencyLUT)
     threads = int(lut.provenance.get("threads", profile.threads))
-    if lut.runtime != runtime_id(threads):
+    provider = lut.provenance.get("provider", "cpu")
+    if lut.runtime != runtime_id(threads, provider):
         raise UsageError(f"{lut.path}: runtime '{lut.runtime}' cannot be timed here (this machine runs "
-                         f"'{runtime_id(threads)}')")
+                         f"'{runtime_id(threads, provider)}')")
+    _, providers = choose_providers(provider, profile.runtime.get("trt"))  # one line if this machine lacks it
     reference, reference_ms_at_build = _reference(lut, space)
     rng = random.Random(seed)
     archs = [sample_arch(reference.search_space, reference.imgsz, rng) for _ in range(samples)]
     models = timed(((str(a), backbone_model(a, lut.precision)) for a in progress_track(archs, "exporting samples")),
-                   threads)
-    ref = Timed(make_session(backbone_model(reference, lut.precision), threads=threads))
+                   threads, providers)
+    ref = Timed(make_session(backbone_model(reference, lut.precision), threads=threads, providers=providers))
     with progress_steps(f"timing {samples} backbones x {rounds} rounds", rounds) as advance_to:
         result = time_interleaved(models, ref, rounds=rounds, seed=seed, on_round=advance_to)
     speed = result.reference_ms / reference_ms_at_build  # how much slower the machine is now than at build time
@@ -96,6 +100,23 @@ def summarize(rows: list[CheckRow], speed: float) -> dict[str, float]:
         "median_measured_ms": float(np.median(measured)),
         "slowdown_vs_build": speed,
     }
+
+
+def record_check(profile: DeviceProfile, precision: str, summary: dict[str, float]) -> bool:
+    """Write the check's figures into a profile built here (``expected_error`` then says what was measured, not
+    "unchecked"); a shipped profile is left as it is. Whether it was written."""
+    if profile.path is None or profile.path.resolve().is_relative_to(SHIPPED_DIR.resolve()):
+        return False
+    checks = profile.latency.setdefault("checks", {})
+    checks[precision] = {"date": datetime.date.today().isoformat()} | {
+        key: round(summary[key], 4) for key in ("samples", "within_10pct", "mean_abs_pct_error", "max_abs_pct_error",
+                                                "spearman")}
+    profile.latency["expected_error"] = "; ".join(
+        f"{p} (checked {c['date']}, {c['samples']} random backbones): {c['within_10pct']:.0%} within ±10%, mean "
+        f"|error| {c['mean_abs_pct_error']:.1f}%, max {c['max_abs_pct_error']:.1f}%, Spearman {c['spearman']:.3f}"
+        for p, c in sorted(checks.items()))
+    atomic_write_text(profile.path, profile.to_yaml())
+    return True
 
 
 def rows_json(rows: list[CheckRow]) -> list[dict]:

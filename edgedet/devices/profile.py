@@ -38,7 +38,8 @@ from edgedet.errors import UsageError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 SOURCES = ("lut", "analytic")
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
+_PACKAGED_DIR = Path(__file__).resolve().parents[1] / "device_profiles"  # where a wheel installs them (setup.py)
+SHIPPED_DIR = _PACKAGED_DIR if _PACKAGED_DIR.is_dir() else Path(__file__).resolve().parents[2] / "device_profiles"
 BUILT_DIR = Path("runs") / "profile"
 
 

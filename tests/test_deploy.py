@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from edgedet.cli import app
 from edgedet.data.synthetic import make_synthetic
-from edgedet.deploy import quantize_model
+from edgedet.data.annotations import find_split, load_coco
+from edgedet.deploy import quantize_model, train_slices
 from edgedet.detect.predict import TorchPredictor
 from edgedet.errors import UsageError
 from edgedet.evaluate.images import split_images
@@ -148,6 +149,21 @@ def test_guard_keeps_the_most_sensitive_nodes_in_fp32_until_within_budget(export
     assert [t["kept_fp32"] for t in result.trials] == [0, 1, 2, 4, 8, 16, 32]  # up to max_kept outputs
     assert result.int8_ap == max(t["AP"] for t in result.trials)  # out of budget: the best AP it found
     assert result.kept_fp32 == [] or all(name.startswith("/") for name in result.kept_fp32)
+    card = json.loads((tmp_path / "q.json").read_text())  # out of budget: said where the model goes, not only here
+    assert card["quantization"]["within_budget"] is False and not result.within_budget
+    assert card["provenance"]["val"]["int8_AP"] == result.val_int8_ap  # the AP reported is val's, chosen on train
+
+
+def test_calibration_and_the_guard_draw_apart_from_train_and_val_is_never_used_to_choose(synthetic_small):
+    calibration, guard = train_slices(synthetic_small, 20, 100, seed=0)
+    annotations, folder = find_split(synthetic_small, "train")
+    coco = load_coco(annotations)
+    calibrated_ids = {i for i in coco.getImgIds() if folder / coco.imgs[i]["file_name"] in calibration}
+    assert len(calibrated_ids) == 20 and len(guard) == 12 and not calibrated_ids & set(guard)  # 32 train images
+    assert train_slices(synthetic_small, 20, 100, seed=0) == (calibration, guard)  # seeded
+    assert train_slices(synthetic_small, 20, 100, seed=1)[0] != calibration
+    calibration, guard = train_slices(synthetic_small, 32, 10, seed=0)  # calibration would take all: shared
+    assert len(calibration) == len(guard) == 16
 
 
 def test_sensitivity_ranks_conv_outputs(exported, synthetic_small):

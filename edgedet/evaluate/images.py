@@ -35,10 +35,10 @@ def split_images(data: Path, split: str) -> list[Path]:
 
 
 def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, class_names: list[str], *,
-                       max_images: int | None = None, classes: list[str] | None = None
-                       ) -> tuple[EvalReport, list[dict]]:
-    """Run ``predict`` on every image of the split (or the first ``max_images``); the COCOeval report and the
-    detections in COCO results format.
+                       max_images: int | None = None, classes: list[str] | None = None,
+                       image_ids: list[int] | None = None) -> tuple[EvalReport, list[dict]]:
+    """Run ``predict`` on every image of the split (or the first ``max_images``, or those of ``image_ids``); the
+    COCOeval report and the detections in COCO results format.
 
     Classes match by name; a model class the split does not annotate (an 80-class model on a person set) is left
     out of the evaluation, with its detections, rather than counted as false positives; so is one outside
@@ -55,7 +55,7 @@ def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, clas
     class_names = [name for name, kept in zip(class_names, present) if kept]
     category_ids, _ = select_categories(coco, class_names)
     new_label = np.cumsum(present) - 1  # model label -> label among the kept classes
-    image_ids = sorted(coco.getImgIds())[:max_images]
+    image_ids = list(image_ids) if image_ids is not None else sorted(coco.getImgIds())[:max_images]
     results, evaluated, unreadable = [], [], 0
     for image_id in progress_track(image_ids, f"evaluating {len(image_ids)} images"):
         image = read_bgr(images / coco.imgs[image_id]["file_name"])

@@ -211,14 +211,21 @@ def node_sensitivity(fp32: bytes, int8: bytes, calibration: list[np.ndarray]) ->
 @dataclass
 class QuantizeResult:
     model: bytes
-    fp32_ap: float
+    fp32_ap: float  # on the images the guard chose on
     int8_ap: float
     kept_fp32: list[str] = field(default_factory=list)  # nodes left unquantized by the accuracy guard
     trials: list[dict] = field(default_factory=list)  # every (nodes kept, AP) the guard tried
+    max_ap_drop: float = 1.0
+    val_fp32_ap: float = float("nan")  # on val, which no choice saw (set by edgedet.deploy.quantize_model)
+    val_int8_ap: float = float("nan")
 
     @property
     def ap_drop(self) -> float:
         return self.fp32_ap - self.int8_ap
+
+    @property
+    def within_budget(self) -> bool:
+        return self.ap_drop <= self.max_ap_drop
 
 
 def quantize_guarded(fp32: bytes, calibration: list[np.ndarray], evaluate: Callable[[bytes], float], *,
@@ -229,7 +236,7 @@ def quantize_guarded(fp32: bytes, calibration: list[np.ndarray], evaluate: Calla
     model = preprocess_for_quantization(fp32)
     fp32_ap = evaluate(model)
     int8 = quantize_qdq(model, calibration, method=method, flavour=flavour)
-    best = QuantizeResult(int8, fp32_ap, evaluate(int8))
+    best = QuantizeResult(int8, fp32_ap, evaluate(int8), max_ap_drop=max_ap_drop)
     best.trials.append({"kept_fp32": 0, "AP": best.int8_ap})
     stderr.print(f"FP32 AP {fp32_ap:.2f}, INT8 AP {best.int8_ap:.2f} (drop {best.ap_drop:.2f}, budget {max_ap_drop:g})")
     if best.ap_drop <= max_ap_drop:
@@ -244,7 +251,7 @@ def quantize_guarded(fp32: bytes, calibration: list[np.ndarray], evaluate: Calla
                      f"(drop {fp32_ap - ap:.2f})")
         best.trials.append({"kept_fp32": count, "AP": ap})
         if ap > best.int8_ap or fp32_ap - ap <= max_ap_drop:
-            best = QuantizeResult(candidate, fp32_ap, ap, kept, best.trials)
+            best = QuantizeResult(candidate, fp32_ap, ap, kept, best.trials, max_ap_drop)
         if best.ap_drop <= max_ap_drop:
             break
         count *= 2

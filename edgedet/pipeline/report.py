@@ -135,8 +135,12 @@ def write_report(folder: Path, context: dict[str, Any], config: Any) -> Path:
                      f"{_fmt(row['target_ms'], 3)} | {row['reference_ms']:.3f} | {row['fastest_ms']:.3f} |")
     quant = context["quantize"]
     lines += ["", "## Quantization", "",
-              f"INT8 (QDQ, U8/S8 per-channel) AP {_fmt(quant['int8_AP'], 2)} vs FP32 {_fmt(quant['fp32_AP'], 2)}; "
-              f"kept in FP32: {', '.join(quant['kept_fp32']) or 'none'}."]
+              f"INT8 (QDQ, U8/S8 per-channel) AP {_fmt(quant['int8_AP'], 2)} vs FP32 {_fmt(quant['fp32_AP'], 2)} on "
+              f"val; kept in FP32: {', '.join(quant['kept_fp32']) or 'none'} (chosen on train images apart from "
+              "calibration)."]
+    if quant.get("within_budget") is False:
+        lines += ["", f"**Warning: the INT8 model misses its AP budget** (it loses {_fmt(quant['guard_AP_drop'], 2)} "
+                      "AP on the guard's images even with nodes kept in FP32); prefer the FP32 model or requantize."]
     if "skipped" in check:
         lines += ["", f"Host LUT check: {check['skipped']}."]
     lines += ["", "## Plots", ""] + [f"![{title}]({PLOTS}/{p.name})" for title, p in figures.items()]

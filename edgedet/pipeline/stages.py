@@ -147,8 +147,9 @@ def quantize_stage(config: PipelineConfig, folder: Path, context: Context, resum
     for name, path in context["export"]["baselines"].items() if settings.get("baselines") else ():
         baselines[name] = str(Path(path).with_suffix(".int8.onnx"))
         quantize_model(Path(path), Path(config.data), Path(baselines[name]), **options)
-    outputs = {"onnx": str(out), "device_onnx": device_onnx and str(device_onnx), "fp32_AP": result.fp32_ap,
-               "int8_AP": result.int8_ap, "kept_fp32": result.kept_fp32, "baselines": baselines}
+    outputs = {"onnx": str(out), "device_onnx": device_onnx and str(device_onnx), "fp32_AP": result.val_fp32_ap,
+               "int8_AP": result.val_int8_ap, "within_budget": result.within_budget, "guard_AP_drop": result.ap_drop,
+               "kept_fp32": result.kept_fp32, "baselines": baselines}
     return outputs | {"deploy": deployment(config, context["export"], outputs)}
 
 

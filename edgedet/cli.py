@@ -329,6 +329,7 @@ def train_command(
 
     Example: edgedet train --data ../shared/datasets/people --time 90m --name people
     """
+    from edgedet.train.distributed import from_rank0, init_distributed, world_size
     from edgedet.train.engine import train
 
     given = _settings(config_file, dict(
@@ -336,6 +337,8 @@ def train_command(
         imgsz=imgsz, epochs=epochs, time=time, batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained,
         head=head, workers=workers, seed=seed, eval_every=eval_every, max_eval_images=eval_images,
         device=device_type), set_)
+    if name is None and world_size() > 1:  # under torchrun: rank 0 numbers the run folder, every rank uses it
+        name = from_rank0(run_dir("train", None).name if init_distributed() == 0 else None)
     if "arch" in given:  # as the run saves it (the full ArchSpec at its input size), so a resume compares alike
         spec = ArchSpec.load(given["arch"])
         given["arch"] = str(spec.with_imgsz(given["imgsz"]) if given.get("imgsz") else spec)

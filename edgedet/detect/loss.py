@@ -31,6 +31,16 @@ def decode_boxes(reg: torch.Tensor, points: torch.Tensor, strides: torch.Tensor)
     return torch.cat([points - distances[..., :2], points + distances[..., 2:]], -1)
 
 
+def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """A loss normaliser averaged over the processes of a distributed run (itself otherwise), so that DDP's average
+    of the ranks' gradients equals one process's gradient on the whole global batch."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    shared = value.detach().clone()
+    torch.distributed.all_reduce(shared)
+    return shared / torch.distributed.get_world_size()
+
+
 def quality_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
     """GFL's quality focal loss: BCE toward soft targets, scaled by |p - t|^gamma so that the thousands of easy
     background points stop drowning the few positives (plain BCE needs many more steps than small data gives)."""
@@ -127,30 +137,29 @@ class DetectionLoss:
         cls_target.scatter_(2, point_labels[..., None], (soft * positive)[..., None])
         weight = (~self._in_crowd(targets, points, raw.device) | positive).float()[..., None]  # (B, N, 1)
         weight = weight * self._annotated(targets, logits)  # (B, N, K)
-        norm = soft.sum().clamp(min=1.0)
+        norm = mean_over_ranks(soft.sum()).clamp(min=1.0)
         loss_cls = (quality_focal_loss(logits, cls_target) * weight).sum() / norm
+        box_weights = self._box_weights(soft, logits.detach().sigmoid(), point_labels, label_score) * positive
+        box_norm = mean_over_ranks(box_weights.sum()).clamp(min=1.0 if self.box_weighting == "iou" else 1e-6)
         if positive.any():
             matched = gt_boxes.gather(1, best_gt[..., None].expand(-1, -1, 4))[positive]  # (P, 4)
             box_losses = complete_box_iou_loss(boxes[positive], matched, reduction="none")
-            loss_box = self._weighted_box_loss(box_losses, soft, logits.detach().sigmoid(), point_labels, positive,
-                                               label_score)
+            loss_box = (box_losses * box_weights[positive]).sum() / box_norm
         else:
             loss_box = boxes.sum() * 0.0
         return {"loss_cls": loss_cls, "loss_box": self.box_weight * loss_box}
 
-    def _weighted_box_loss(self, box_losses: torch.Tensor, soft: torch.Tensor, scores: torch.Tensor,
-                           point_labels: torch.Tensor, positive: torch.Tensor, label_score: torch.Tensor
-                           ) -> torch.Tensor:
-        """The positives' (P,) box losses averaged under ``box_weighting`` (see ``BOX_WEIGHTINGS``), each also
-        weighted by its label's score (``soft`` already carries it)."""
+    def _box_weights(self, soft: torch.Tensor, scores: torch.Tensor, point_labels: torch.Tensor,
+                     label_score: torch.Tensor) -> torch.Tensor:
+        """(B, N) each point's box-loss weight under ``box_weighting`` (see ``BOX_WEIGHTINGS``), also weighted by its
+        label's score (``soft`` already carries it); only positives' weights are used."""
         if self.box_weighting == "iou":
-            return (box_losses * soft[positive]).sum() / soft.sum().clamp(min=1.0)
+            return soft
         if self.box_weighting == "score":
-            weights = scores.gather(2, point_labels[..., None])[..., 0][positive]  # (P,)
+            weights = scores.gather(2, point_labels[..., None])[..., 0]  # (B, N)
         else:
-            weights = torch.ones_like(box_losses)
-        weights = weights * label_score[positive]
-        return (box_losses * weights).sum() / weights.sum().clamp(min=1e-6)
+            weights = torch.ones_like(soft)
+        return weights * label_score
 
     @staticmethod
     def _label_scores(targets: list[dict[str, torch.Tensor]], gt_valid: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,7 @@ class TrainConfig:
     eval_every: int = 5  # epochs; the last epoch is always evaluated
     max_eval_images: int | None = 500  # val images evaluated during training; the whole val at the end
     device: str = "auto"  # auto | cpu | cuda
+    sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over every rank's batch (SyncBatchNorm)
 
     def trained_arch(self) -> ArchSpec:
         """The ArchSpec at the input size this run trains at (``imgsz`` when set, else the ArchSpec's own)."""

@@ -12,14 +12,15 @@ mean epoch time so far (evaluation included) and stretches or shrinks the cosine
 
 Run folder (``runs/train/<name>/``): ``config.json`` (resolved settings), ``last.pt``, ``best.pt``, ``log.csv``,
 ``final_eval.json``.
-Multi-GPU: launch with ``torchrun --nproc_per_node N -m edgedet train ...``; with ``WORLD_SIZE`` set the engine
-wraps the model in DistributedDataParallel and shards the data, and rank 0 alone evaluates and saves.
+Several processes (GPUs, or CPU processes with gloo): launch with ``torchrun --nproc_per_node N -m edgedet train
+...``. The model is wrapped in DistributedDataParallel and the data sharded; each rank draws its own augmentation;
+the loss normalisers and the logged numbers are shared over the ranks, so N ranks of batch B train as one process
+of batch N*B; rank 0 alone evaluates and writes, the others waiting for it (``edgedet.train.distributed``).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ from edgedet.train.common import (WarmupCosine, ema_avg_fn, interrupted_message,
                                   restore_rng_state, resume_path, rng_state, seed_everything, select_device,
                                   step_progress, to_device, write_log_csv)
 from edgedet.train.config import TrainConfig
+from edgedet.train.distributed import any_rank, finish, from_rank0, init_distributed, sum_over_ranks, world_size
 
 
 @dataclass
@@ -57,14 +59,8 @@ class Trainer:
     start_epoch: int = 0
 
     def __post_init__(self) -> None:
-        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        if self.distributed:
-            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-            self.rank = torch.distributed.get_rank()
-            if torch.cuda.is_available():
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        else:
-            self.rank = 0
+        self.distributed = world_size() > 1
+        self.rank = init_distributed() if self.distributed else 0
         self.device = select_device(self.config.device)
         seed_everything(self.config.seed)
         self.arch = self.config.trained_arch()
@@ -76,6 +72,11 @@ class Trainer:
                                     neck_channels=self.config.neck_channels, pretrained=pretrained)
         # channels-last runs the depthwise convs ~25% faster on CPU (measured here), and suits CUDA AMP too
         self.model.to(self.device, memory_format=torch.channels_last)
+        if self.config.sync_bn and self.distributed:
+            if self.device.type != "cuda":
+                raise UsageError("sync_bn: PyTorch's SyncBatchNorm runs on GPUs only; on CPUs each rank keeps its "
+                                 "own BatchNorm statistics (drop --set sync_bn=true)")
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.ema = AveragedModel(self.model, avg_fn=ema_avg_fn(self.config.ema_decay), use_buffers=True)
         groups = param_groups(self.model.parameters(), self.config.weight_decay)
         if self.config.optimizer == "adamw":
@@ -125,6 +126,8 @@ class Trainer:
         self.loader.generator.manual_seed(self.config.seed + epoch)  # same order and augmentation on resume
         if self.sampler:
             self.sampler.set_epoch(epoch)
+            self.loader.generator.manual_seed(self.config.seed + epoch + 7919 * self.rank)
+            seed_everything(self.config.seed + epoch + 7919 * self.rank)  # each rank its own augmentation
         totals: dict[str, float] = {}
         seen, start = 0, time.perf_counter()
         time_left = self.budget_s - self.spent_s() if self.budget_s else math.inf
@@ -132,7 +135,8 @@ class Trainer:
             task = bar.add_task(f"epoch {epoch + 1}/{self.planned_epochs(self.history)}", total=len(self.loader),
                                 status="")
             for images, targets in self.loader:
-                if time.perf_counter() - start > time_left:  # the budget ends inside this epoch: stop on time
+                out_of_time = time.perf_counter() - start > time_left  # the budget ends inside this epoch
+                if any_rank(out_of_time) if self.distributed else out_of_time:  # every rank stops at the same step
                     break
                 images, targets = to_device(images, targets, self.device)
                 losses = self.net(images, targets)
@@ -152,6 +156,9 @@ class Trainer:
                 bar.update(task, advance=1, status=" ".join(f"{k[5:]} {v / seen:.3f}" for k, v in totals.items())
                            + f" {rate:.1f} img/s")
         elapsed = time.perf_counter() - start
+        if self.distributed:  # the epoch's images and losses over every rank
+            totals = sum_over_ranks(totals | {"seen": seen})
+            seen = int(totals.pop("seen"))
         return {**{k: v / max(seen, 1) for k, v in totals.items()}, "images_per_s": seen / elapsed,
                 "epoch_s": elapsed, "lr": self.optimizer.param_groups[0]["lr"]}
 
@@ -216,6 +223,8 @@ class Trainer:
                     if row["AP"] > self.best_ap:
                         self.best_ap = row["AP"]
                         save_checkpoint(self.run_dir / "best.pt", self.state(epoch + 1))
+                if self.distributed:  # the others wait here while rank 0 evaluates; then all share its row (and plan)
+                    row = from_rank0(row)
                 self.history.append(row)
                 if self.rank == 0:
                     self.log(row)
@@ -223,12 +232,19 @@ class Trainer:
                     shown = "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
                     stderr.print(shown, highlight=False)
                 epoch += 1
+            final = (self.history[-1] if self.history else {}) | {"epochs": len(self.history)}
+            if self.rank == 0:
+                final |= self.final_evaluation()
+            if self.distributed:
+                from_rank0(None)  # the others wait here for rank 0's final evaluation
+            return final
         except KeyboardInterrupt:
             if self.rank == 0:
                 stderr.print(interrupted_message(self.run_dir / "last.pt", epoch))
             raise
-        final = (self.history[-1] if self.history else {}) | {"epochs": len(self.history)}
-        return final | self.final_evaluation() if self.rank == 0 else final
+        finally:
+            if self.distributed:
+                finish()
 
 
 def training_set(roots: list[Path], classes: list[str] | None, transforms: Any) -> CocoDetection | UnionDetection:

@@ -265,8 +265,11 @@ def _settings(config_file: Optional[Path], options: dict[str, Any], items: Optio
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--set {item}: use KEY=VALUE, e.g. --set weight_decay=0.01")
-        values[key.strip()] = yaml.safe_load(value)
+            raise UsageError(f"--set {item!r}: use KEY=VALUE, e.g. --set weight_decay=0.01")
+        try:
+            values[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise UsageError(f"--set {item}: cannot read the value as YAML ({str(err).splitlines()[0]})") from None
     return values
 
 
@@ -943,8 +946,11 @@ def main() -> None:
     try:
         app()
     except EdgedetError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {' '.join(str(err).splitlines())}", file=sys.stderr)  # one line, whatever the input held
         sys.exit(err.exit_code)
+    except OSError as err:  # a full disk, a read-only folder: which file and why, without a traceback
+        print(f"error: {err.filename + ': ' if err.filename else ''}{err.strerror or err}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -145,19 +145,36 @@ def profile_dirs() -> list[Path]:
     return [BUILT_DIR, shipped]
 
 
+def _profile_name(path: Path) -> str:
+    """The name a profile file goes by before it is read: its folder's (``NAME/profile.yaml``) or its stem."""
+    return path.parent.name if path.name == "profile.yaml" else path.stem
+
+
 def _candidates() -> dict[str, Path]:
-    """Every known id and alias -> its YAML; built profiles shadow shipped ones of the same id."""
+    """Every known id and alias -> its YAML; built profiles shadow shipped ones of the same id. A file that does not
+    load is known by its folder or file name only, so that its error shows when asked for, not for every device."""
     found: dict[str, Path] = {}
     for directory in reversed(profile_dirs()):
         for path in sorted(directory.glob("*/profile.yaml")) + sorted(directory.glob("*.yaml")):
-            profile = load_profile(path)
+            try:
+                profile = load_profile(path)
+            except UsageError:
+                found[_profile_name(path)] = path
+                continue
             for name in [profile.id, *profile.aliases]:
                 found[name] = path
     return found
 
 
 def list_profiles() -> list[DeviceProfile]:
-    return sorted({path: load_profile(path) for path in _candidates().values()}.values(), key=lambda p: p.id)
+    """Every profile that loads (a broken one says why when asked for by name)."""
+    profiles = {}
+    for path in set(_candidates().values()):
+        try:
+            profiles[path] = load_profile(path)
+        except UsageError:
+            continue
+    return sorted(profiles.values(), key=lambda p: p.id)
 
 
 def get_profile(device: str) -> DeviceProfile:

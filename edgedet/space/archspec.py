@@ -51,7 +51,7 @@ class ArchSpec:
         check_imgsz(self.imgsz)
         for index, op in enumerate(self.ops):
             if op not in CANDIDATES:
-                raise UsageError(f"layer {index}: unknown op '{op}'; candidates: {', '.join(CANDIDATES)}")
+                raise UsageError(f"layer {index}: unknown op {op!r}; candidates: {', '.join(CANDIDATES)}")
         if len(self.ops) != space.num_layers:
             raise UsageError(
                 f"architecture '{self}' has {len(self.ops)} ops but space '{space.name}' has "
@@ -73,7 +73,7 @@ class ArchSpec:
         head, _, body = text.strip().partition(":")
         match = _HEAD.match(head)
         if not match:
-            raise UsageError(f"cannot read architecture '{text}': expected SPACE[,wMULT][@IMGSZ][:OP,OP,...]")
+            raise UsageError(f"cannot read architecture {text!r}: expected SPACE[,wMULT][@IMGSZ][:OP,OP,...]")
         width = float(match["width"]) if match["width"] else 1.0
         space = get_space(match["space"], width_mult=width)
         imgsz = int(match["imgsz"]) if match["imgsz"] else space.default_imgsz

@@ -184,9 +184,9 @@ def get_space(name: str, *, width_mult: float = 1.0, act: str | None = None) -> 
     if name not in SPACES:
         close = difflib.get_close_matches(name, SPACES, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UsageError(f"unknown search space '{name}'{hint}; known: {', '.join(SPACES)}")
+        raise UsageError(f"unknown search space {name!r}{hint}; known: {', '.join(SPACES)}")
     if act not in (None, "relu", "relu6"):
-        raise UsageError(f"unknown activation '{act}': use relu or relu6 (they quantize well)")
+        raise UsageError(f"unknown activation {act!r}: use relu or relu6 (they quantize well)")
     if not 0.1 <= width_mult <= 4.0:
         raise UsageError(f"width multiplier {width_mult} is outside 0.1..4.0")
     return SPACES[name].with_options(width_mult=width_mult, act=act)

@@ -119,6 +119,23 @@ def test_live_source_keeps_only_the_newest_frame_and_reconnects_then_stops(monke
     assert stats.reconnects == 2 and "2 reconnects failed" in stats.stopped_by
 
 
+class StallingStream(FakeStream):
+    """Gives a few frames, then its read blocks, as a stalled RTSP stream does."""
+
+    def read(self):
+        if self.left <= 0:
+            time.sleep(30)
+        return super().read()
+
+
+def test_a_live_source_that_stalls_is_stopped_cleanly_with_a_reason():
+    start = time.perf_counter()
+    stats = run_loop(BrightSpotDetector(), "rtsp://camera.local/stream", show=False,
+                     opener=lambda source: StallingStream(5), stall_s=0.5)
+    assert stats.processed >= 1 and "no frame for 0.5 s (the stream stalled)" in stats.stopped_by
+    assert time.perf_counter() - start < 10  # not hung on the blocked read
+
+
 def test_a_source_that_cannot_be_opened_says_what_to_try():
     with pytest.raises(UsageError, match="no such file.*--source path.mp4"):
         run_loop(BrightSpotDetector(), "missing.mp4", show=False)

@@ -56,7 +56,8 @@ def open_capture(source: str) -> cv2.VideoCapture:
     if source.isdigit():
         capture, tried = cv2.VideoCapture(int(source)), f"camera index {source} (/dev/video{source})"
     elif "://" in source:
-        capture, tried = cv2.VideoCapture(source, cv2.CAP_FFMPEG), f"stream {source} via FFmpeg"
+        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 10000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 10000]  # no endless read
+        capture, tried = cv2.VideoCapture(source, cv2.CAP_FFMPEG, timeouts), f"stream {source} via FFmpeg"
     else:
         if not Path(source).is_file():
             raise UsageError(f"--source {source}: no such file, and not a camera index or URL; "
@@ -72,9 +73,10 @@ class FrameReader(threading.Thread):
     one and counts it dropped; a file waits for its turn, so every frame is processed."""
 
     def __init__(self, source: str, *, realtime: bool = False, max_reconnects: int = 5,
-                 opener: Callable[[str], cv2.VideoCapture] = open_capture) -> None:
+                 opener: Callable[[str], cv2.VideoCapture] = open_capture, stall_s: float = 20.0) -> None:
         super().__init__(daemon=True, name="edgedet-capture")
         self.source, self.opener, self.max_reconnects = source, opener, max_reconnects
+        self.stall_s = stall_s  # a live source silent this long is given up (a read blocked past its own timeout)
         self.capture = opener(source)
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 0.0
         self.newest_only = is_live(source) or realtime
@@ -139,7 +141,8 @@ class FrameReader(threading.Thread):
         return False
 
     def next_frame(self) -> Frame | None:
-        """The next frame to process; None at the end of the source."""
+        """The next frame to process; None at the end of the source, or when a live source stalls."""
+        waiting_since = time.perf_counter()
         while True:
             try:
                 frame = self.frames.get(timeout=0.1)
@@ -148,6 +151,10 @@ class FrameReader(threading.Thread):
                 return frame
             except queue.Empty:
                 if not self.is_alive() and self.frames.empty():
+                    return None
+                if is_live(self.source) and time.perf_counter() - waiting_since > self.stall_s:
+                    self.error = f"{self.source}: no frame for {self.stall_s:g} s (the stream stalled); stopped"
+                    self.stop()
                     return None
 
     def stop(self) -> None:
@@ -250,14 +257,14 @@ def class_filter(class_names: list[str], wanted: list[str] | None) -> np.ndarray
 def run_loop(detector: FrameDetector, source: str, *, show: bool = True, save: Path | None = None,
              classes: list[str] | None = None, max_frames: int | None = None, realtime: bool = False,
              max_reconnects: int = 5, opener: Callable[[str], cv2.VideoCapture] = open_capture,
-             on_frame: Callable[[Frame, Detections], None] | None = None) -> LoopStats:
+             on_frame: Callable[[Frame, Detections], None] | None = None, stall_s: float = 20.0) -> LoopStats:
     """Run until the source ends, ``max_frames`` are processed, q/Esc, or Ctrl-C; returns what it achieved."""
     keep = class_filter(detector.class_names, classes)
     if show and not display_available():
         print("note: no display found ($DISPLAY is unset): running headless; use --save out.mp4 to keep the "
               "annotated video", file=sys.stderr)
         show = False
-    reader = FrameReader(source, realtime=realtime, max_reconnects=max_reconnects, opener=opener)
+    reader = FrameReader(source, realtime=realtime, max_reconnects=max_reconnects, opener=opener, stall_s=stall_s)
     stats, saver, fps_avg = LoopStats(), None, 0.0
     reader.start()
     start = last = time.perf_counter()

@@ -18,14 +18,19 @@ def _log(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _torchrun(common: list[str], folder: Path, **env: str) -> subprocess.CompletedProcess:
+    """``edgedet train`` on 2 gloo ranks through tests/ddp_train.py; a hang would hit the timeout."""
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(Path(__file__).with_name("ddp_train.py")), "train", *common, "--batch", "4"],
+                          cwd=folder, env=os.environ | {"EDGEDET_TEST_WEIGHTS": str(folder), "OMP_NUM_THREADS": "1"}
+                          | env, capture_output=True, text=True, timeout=240)
+
+
 def test_two_ranks_train_one_run_with_equal_weights_that_tracks_one_process_of_the_global_batch(synthetic_small,
                                                                                              in_tmp):
     common = ["--data", str(synthetic_small), "--arch", "tiny@64", "--epochs", "2", "--workers", "0",
               "--eval-every", "100", "--set", "warmup_epochs=0.5", "--scratch"]
-    env = os.environ | {"EDGEDET_TEST_WEIGHTS": str(in_tmp), "OMP_NUM_THREADS": "1"}
-    launched = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                               str(Path(__file__).with_name("ddp_train.py")), "train", *common, "--batch", "4"],
-                              cwd=in_tmp, env=env, capture_output=True, text=True, timeout=240)
+    launched = _torchrun(common, in_tmp)
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert sorted(p.name for p in (in_tmp / "runs/train").iterdir()) == ["1"]  # one folder, numbered by rank 0
     ranks = [torch.load(in_tmp / f"rank{r}.pt") for r in (0, 1)]
@@ -43,3 +48,11 @@ def test_two_ranks_train_one_run_with_equal_weights_that_tracks_one_process_of_t
         for a, b in zip(two, one):
             assert abs(float(a[key]) / float(b[key]) - 1) < 0.25, (key, a[key], b[key])
     assert float(two[0]["lr"]) == float(one[0]["lr"])  # the same schedule: as many steps per epoch
+
+
+def test_a_failing_rank_ends_the_run_with_its_line_not_a_hang(synthetic_small, in_tmp):
+    common = ["--data", str(synthetic_small), "--arch", "tiny@64", "--epochs", "2", "--workers", "0", "--scratch",
+              "--name", "failing"]
+    failed = _torchrun(common, in_tmp, EDGEDET_TEST_FAIL_RANK="1")
+    assert failed.returncode != 0 and "error: rank 1 gave out" in failed.stderr
+    assert not (in_tmp / "runs/train/failing/last.pt").exists()  # nothing passed off as a finished epoch

@@ -23,7 +23,7 @@ def fit_then_dump(trainer: engine.Trainer) -> dict:
 
 
 def failing_epoch(trainer: engine.Trainer, epoch: int) -> dict:
-    if trainer.rank == int(os.environ.get("EDGEDET_TEST_FAIL_RANK", -1)):
+    if trainer.rank == int(os.environ.get("EDGEDET_TEST_FAIL_RANK", "-1")):
         raise EdgedetError(f"rank {trainer.rank} gave out")
     return train_epoch(trainer, epoch)
 

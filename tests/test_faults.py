@@ -69,8 +69,8 @@ def test_kill_9_during_export_and_quantize_leaves_no_file_that_looks_whole(check
                            "--out", "q.onnx"], "q.onnx")):
         process = subprocess.Popen([sys.executable, "-m", "edgedet", *command], cwd=in_tmp, env=ENV,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        start = time.monotonic()
-        _kill_when(process, lambda: time.monotonic() - start > delay)
+        deadline = time.monotonic() + delay
+        _kill_when(process, lambda deadline=deadline: time.monotonic() > deadline)
         target = in_tmp / out
         if target.exists():  # written whole, with its sidecar, or not at all
             assert OnnxDetector(target).card.imgsz == 96

@@ -4,8 +4,9 @@ benchmarks/README.md has the results and what they mean:
     python benchmarks/search_matched.py [--data ../shared/datasets/coco-mini] [--seeds 0 1] [--close-seeds ...]
 
 A ``--target-ms`` search at MobileNetV2-like's latency on ``--matched-device`` (or at ``--matched-ms``); it,
-MobileNetV2-like and Lite0 scaled by input size to that latency and ``--random`` random ones (the pipeline's, within
-5% of the searched one's latency) are each trained (``edgedet train`` in a child, every ``--seeds``, the searched one
+MobileNetV2-like and Lite0 scaled by input size to that latency, the prior-only derivation (the same search with θ
+ignored: what θ added) and ``--random`` random ones (the pipeline's, within 5% of the searched one's latency) are
+each trained (``edgedet train`` in a child, every ``--seeds``, the searched one
 and scaled Lite0 also every ``--close-seeds``) with one short recipe: AP / AP50 on coco-mini val, CPU and wall minutes
 of each training, and the searched one's paired AP gap to each hand-designed one (a win must exceed two standard
 errors). The models' latencies must be within 5% of the target and every training within the issue's 15 CPU-minutes.
@@ -31,13 +32,13 @@ from edgedet.devices.latency import predict_ms
 from edgedet.io import atomic_write_json
 from edgedet.pipeline.run import BASELINES
 from edgedet.pipeline.stages import matched_random_archs
-from edgedet.search.derive import resolution_scaled
+from edgedet.search.derive import prior_only_arch, resolution_scaled
 from edgedet.space import ArchSpec
 from edgedet.stats import over_seeds, paired_gap
 
 CPU_MIN_PER_MODEL = 15  # the issue's training budget per model on this machine
 MATCHED_LR = 1e-3  # the trainings' AdamW peak learning rate (runs at another --train-lr keep their own folders)
-HAND_DESIGNED = ("mbv2", "lite0_scaled")
+COMPARED = ("mbv2", "lite0_scaled", "prior_only")  # the searched one's paired gap is taken to each
 
 
 def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int) -> dict[str, Any]:
@@ -74,6 +75,7 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
     search_out = {"arch": searched["arch"], "devices": searched["provenance"]["devices"]}
     archs = {"searched": ArchSpec.parse(searched["arch"]), "mbv2": resolution_scaled(mbv2, lut, target),
              "lite0_scaled": resolution_scaled(ArchSpec.default("lite0"), lut, target),
+             "prior_only": prior_only_arch(run / "arch.json"),  # θ ignored: what θ added
              **{name: ArchSpec.parse(a) for name, a in matched_random_archs(search_out, args.random, 5.0).items()}}
     close = ("searched", "lite0_scaled")  # the pair whose gap needs the most seeds: --close-seeds trains them more
     rows = [{"model": name, "arch": str(arch), "predicted_ms": predict_ms(lut, arch),
@@ -83,7 +85,7 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
     by_name = {row["model"]: row for row in rows}
     randoms = [row["AP"] for row in rows if row["model"].startswith("random")]
     ap, random_median = by_name["searched"]["AP"], float(np.median(randoms))
-    gaps = {f"{key}_{name}": value for name in HAND_DESIGNED
+    gaps = {f"{key}_{name}": value for name in COMPARED
             for key, value in paired_gap(by_name["searched"], by_name[name]).items()}
     return {"device": args.matched_device, "target_ms": target, "classes": args.classes,
             "train_epochs": args.train_epochs, "train_lr": args.train_lr, "seeds": args.seeds,
@@ -109,7 +111,7 @@ def show(part: str, result: dict[str, Any]) -> None:
         per_seed = ", ".join(f"{ap:.1f}" for ap in row["AP_per_seed"])
         table.add_row(row["model"], f"{row['predicted_ms']:.2f}", f"{row['AP']:.1f} ({per_seed})",
                       f"{row['AP50']:.1f}", f"{row['cpu_min']:.1f}", f"{row['wall_min']:.1f}", row["arch"])
-    table.caption = "; ".join(_gap_text(result, name) for name in HAND_DESIGNED)
+    table.caption = "; ".join(_gap_text(result, name) for name in COMPARED if f"gap_{name}" in result)
     console.print(table)
 
 

@@ -15,6 +15,7 @@ TINY = ["--set", "search.imgsz=64", "--set", "search.batch=8", "--set", "search.
         "--set", "train.imgsz=96", "--set", "train.batch=8", "--set", "train.workers=0",
         "--set", "quantize.calib_images=4", "--set", "benchmark.runs=3", "--set", "benchmark.random_archs=0",
         "--set", "baselines.random=1", "--set", "baselines.archs=[ssdlite,lite0-scaled]",
+        "--set", "baselines.prior_only=true",
         "--set", "quantize.baselines=true"]
 
 
@@ -50,6 +51,8 @@ def test_pipeline_runs_every_stage_then_skips_redoes_or_resumes_what_it_should(s
         abs(predict_ms(jetson, scaled.with_imgsz(size)) - predict_ms(jetson, searched)) for size in range(64, 641, 32))
     assert "next: edgedet camera runs/pipeline/p/model.int8.onnx --source 0" in result.output
     assert (folder / "model.fp16.onnx").exists() and "| searched fp16 |" in report  # the jetson profile runs FP16
+    prior_only = first["baselines"]["outputs"]["prior-only"]["arch"]  # θ ignored: what θ added, on the report
+    assert "| prior-only fp32 |" in report and ArchSpec.parse(prior_only).imgsz == searched.imgsz
     assert "for **jetson-orin-nano** (fp16, Tensorrt, CUDA, CPU): `runs/pipeline/p/model.fp16.onnx`" in report
     numbers = json.loads((in_tmp / "p.json").read_text())
     assert numbers["median_ms"] > 0 and 0 <= numbers["AP"] <= 100

@@ -21,7 +21,7 @@ from edgedet.devices.profile import get_profile
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.devices.latency import predict_ms
 from edgedet.search.derive import (bins_per_device, departure_scores, derivation_scores, derive_ops,
-                                   fastest_at_score, ops_score, random_ops_near, resolution_scaled)
+                                   fastest_at_score, ops_score, prior_only_arch, random_ops_near, resolution_scaled)
 from edgedet.search.latency import DeviceLatency, LatencyLoss
 from edgedet.search.loop import THETA_CHUNK, SearchConfig, Searcher, search, split_indices, temperature
 from edgedet.search.supernet import MixedOp, SuperBackbone, Supernet, gumbel_weights
@@ -447,6 +447,12 @@ def test_derivation_scores_rebuild_what_the_search_derived_from(synthetic, tmp_p
     (tmp_path / "prior.json").write_text(json.dumps(data))
     with_prior = derivation_scores(tmp_path / "prior.json")
     assert np.allclose(with_prior[np.isfinite(costs)], (scores - 2.0 * costs)[np.isfinite(costs)])
+    uniform = np.where(np.isfinite(expected), 0.0, -np.inf)
+    prior_only = prior_only_arch(tmp_path / "prior.json")  # θ ignored: the prior alone, same devices and budget
+    assert [OP_NAMES.index(op) for op in prior_only.ops] == derive_ops(departure_scores(uniform, costs, 2.0),
+                                                                     searcher.devices, budget_use=0.95)
+    with pytest.raises(UsageError, match="prior-only derivation needs the departure costs"):
+        prior_only_arch(result.path)  # the tiny space inherits nothing
     (tmp_path / "plain.json").write_text(json.dumps(ArchSpec.default("tiny", 64).to_json()))
     with pytest.raises(UsageError, match="not from an edgedet search"):
         derivation_scores(tmp_path / "plain.json")

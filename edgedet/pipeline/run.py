@@ -46,7 +46,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "full": {"search": {"epochs": 8, "warmup_epochs": 2, "imgsz": 320},
              "train": {"epochs": 30, "imgsz": 320, "lr": 1e-3},
              "quantize": {"calib_images": 200, "baselines": True}, "benchmark": {"runs": 100},
-             "baselines": {"archs": ["lite0", "mbv2", "ssdlite"]}},
+             "baselines": {"archs": ["lite0", "mbv2", "ssdlite"], "prior_only": True}},
     "synthetic": {"search": {"epochs": 4, "warmup_epochs": 1, "imgsz": 192},
                   "train": {"epochs": 12, "imgsz": 192, "lr": 2e-3},
                   "quantize": {"calib_images": 64}, "benchmark": {"runs": 50}, "baselines": {"archs": []}},

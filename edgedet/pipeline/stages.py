@@ -18,10 +18,11 @@ from edgedet.export.onnx_export import export_checkpoint
 from edgedet.io import atomic_write_json
 from edgedet.pipeline.report import write_report
 from edgedet.pipeline.run import BASELINES, Baseline, PipelineConfig
+from edgedet.progress import stderr
 from edgedet.runtime.benchmark import benchmark_models, read_images
 from edgedet.runtime.onnx_detector import OnnxDetector
 from edgedet.runtime.peers import load_peers
-from edgedet.search.derive import random_ops_near, resolution_scaled, to_arch
+from edgedet.search.derive import prior_only_arch, random_ops_near, resolution_scaled, to_arch
 from edgedet.search.loop import SearchConfig, search
 from edgedet.space.archspec import ArchSpec, sample_arch
 from edgedet.space.spaces import get_space
@@ -67,8 +68,9 @@ def train_stage(config: PipelineConfig, folder: Path, context: Context, resume: 
 
 
 def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resume: bool) -> dict[str, Any]:
-    """The fixed architectures named in ``baselines.archs`` and ``baselines.random`` random ones at the searched
-    model's latency (within ``baselines.match_pct`` percent on the first device), trained with its exact recipe."""
+    """The fixed architectures named in ``baselines.archs``, ``baselines.random`` random ones at the searched
+    model's latency (within ``baselines.match_pct`` percent on the first device) and, with ``baselines.prior_only``,
+    what the search derives with θ ignored (what θ added), each trained with the searched model's exact recipe."""
     settings = config.stage("baselines")
     models: dict[str, Baseline] = {}
     for name in settings.get("archs", []):
@@ -83,6 +85,11 @@ def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resu
         models[name] = baseline._replace(arch=str(spec))
     random_archs = matched_random_archs(context["search"], settings.get("random", 0), settings.get("match_pct", 5.0))
     models |= {name: Baseline(arch) for name, arch in random_archs.items()}
+    if settings.get("prior_only"):
+        try:
+            models["prior-only"] = Baseline(str(prior_only_arch(Path(context["search"]["arch_json"]))))
+        except UsageError as err:  # a space without inherited weights has no prior to derive from
+            stderr.print(f"[pipeline] no prior-only baseline: {err}")
     out, trained = {}, {}  # one training per distinct detector (Lite0 scaled to Lite0's own latency is Lite0)
     for name, b in models.items():
         recipe = _train_config(config, b.arch, b.head, own_imgsz=b.scaled)

@@ -126,10 +126,11 @@ def departure_scores(log_probs: np.ndarray, costs: np.ndarray, prior: float) -> 
     return log_probs - prior * np.where(np.isfinite(costs), costs, 0.0)
 
 
-def derivation_scores(arch_json: Path) -> np.ndarray:
+def derivation_scores(arch_json: Path, *, theta: bool = True) -> np.ndarray:
     """(L, 9) scores a finished search derived from, rebuilt from its ``arch.json``: θ's log-probabilities (``-inf``
     where an op is not allowed) less the departure-cost prior where it had one, so that other architectures can be
-    derived from the same search (another budget, another device) without its checkpoint."""
+    derived from the same search (another budget, another device) without its checkpoint. ``theta=False`` ignores θ
+    (uniform over the allowed ops): the prior alone, the baseline that says what θ added."""
     provenance = ArchSpec.load(arch_json).provenance
     if "theta_probs" not in provenance or "departure_costs" not in provenance:
         raise UsageError(f"{arch_json} has no θ probabilities and departure costs: it is not from an edgedet search "
@@ -138,10 +139,29 @@ def derivation_scores(arch_json: Path) -> np.ndarray:
     for layer, probs in enumerate(provenance["theta_probs"]):
         for op, probability in probs.items():
             scores[layer, OP_NAMES.index(op)] = math.log(max(probability, 1e-12))
+    if not theta:
+        if provenance["departure_costs"] is None:
+            raise UsageError(f"{arch_json}: a prior-only derivation needs the departure costs of inherited weights "
+                             "(a search of the pretrained lite0 space); this search had none")
+        scores = np.where(np.isfinite(scores), 0.0, -np.inf)
     if provenance["departure_costs"] is None:  # no inherited weights: θ alone, as the search's derivation did
         return scores
     costs = np.array([[layer.get(op, math.inf) for op in OP_NAMES] for layer in provenance["departure_costs"]])
     return departure_scores(scores, costs, provenance["config"]["reference_prior"])
+
+
+def prior_only_arch(arch_json: Path) -> ArchSpec:
+    """What the search derives with θ ignored: the departure-cost prior alone under the same devices, targets and
+    budget use. Trained beside the searched architecture it measures what θ added."""
+    from edgedet.devices.profile import get_profile
+
+    searched = ArchSpec.load(arch_json)
+    provenance, space = searched.provenance, searched.search_space
+    devices = [DeviceLatency.from_model(row["device"], get_profile(row["device"]).latency_model(row["precision"]),
+                                        space, searched.imgsz, row["target_ms"]) for row in provenance["devices"]]
+    ops = derive_ops(derivation_scores(arch_json, theta=False), devices,
+                     budget_use=provenance["config"]["budget_use"])
+    return to_arch(space, searched.imgsz, ops, {"source": "prior-only derivation", "search": str(arch_json)})
 
 
 def ops_score(scores: np.ndarray, ops: list[int]) -> float:

@@ -125,6 +125,7 @@ def profile_build(
     timed interleaved with a reference model. Re-running with another --space/--imgsz/--precision adds to it.
 
     Example: edgedet profile build --name host --precision int8
+
     Example (on a Jetson): edgedet profile build --name orin --provider tensorrt --trt fp16,cache=trt-engines
     """
     from edgedet.devices.builder import BuildSettings, build_lut
@@ -446,6 +447,7 @@ def export_command(
     checked with onnx.checker and against the torch outputs.
 
     Example: edgedet export runs/train/person/best.pt --name person
+
     Example (Jetson's fp16): edgedet export runs/train/person/best.pt --name person --half
     """
     from edgedet.export.onnx_export import export_checkpoint
@@ -494,6 +496,7 @@ def quantize_command(
     train images held apart from calibration) and FP32 vs INT8 AP reported on val, which no choice saw.
 
     Example: edgedet quantize runs/export/person/model.onnx --data ../shared/datasets/coco-mini --name person
+
     Example (Jetson, TensorRT's symmetric INT8): edgedet quantize runs/export/person/model.onnx --device jetson
     """
     from edgedet.deploy import quantize_model
@@ -707,6 +710,7 @@ def predict_command(
     loads, and one JSON line per image (file, id, size, boxes). Unreadable files are skipped and counted.
 
     Example: edgedet predict runs/export/person/model.onnx --source photos/ --classes person
+
     Example: edgedet predict model.onnx --source ../shared/video/clip.mp4 --save-dir annotated
     """
     from edgedet.evaluate.images import load_predictor

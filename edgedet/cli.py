@@ -80,10 +80,14 @@ def profile_list() -> None:
     """
     from edgedet.devices.profile import list_profiles
 
-    table = Table("id", "aliases", "latency source", "precisions", "description")
+    table = Table("id", "aliases", "latency source", "checked", "precisions", "description")
     for p in list_profiles():
-        table.add_row(p.id, ", ".join(p.aliases), p.latency["source"], ", ".join(p.precisions), p.description)
+        unchecked = str(p.latency.get("expected_error", "unchecked")).startswith("unchecked")
+        checked = "no (a prior)" if p.latency["source"] != "lut" else "no" if unchecked else "yes"
+        table.add_row(p.id, ", ".join(p.aliases), p.latency["source"], checked, ", ".join(p.precisions),
+                      p.description)
     console.print(table)
+    console.print("`edgedet profile show ID` says where a profile comes from and how far to trust it")
 
 
 @profile_app.command("show")

@@ -115,7 +115,7 @@ def test_a_baseline_that_is_another_one_is_trained_once(in_tmp, monkeypatch):
     lite0_ms = predict_ms(get_profile("jetson").latency_model(), lite0)
     search = {"arch": str(lite0), "devices": [{"device": "jetson", "precision": "fp16", "predicted_ms": lite0_ms}]}
     archs = ["lite0", "lite0-scaled", "ssdlite"]
-    config = PipelineConfig(["jetson"], "data", "full", overrides={"baselines": {"archs": archs}})
+    config = PipelineConfig(["jetson"], "data", "full", overrides={"baselines": {"archs": archs, "prior_only": False}})
     out = stages.baselines_stage(config, in_tmp, {"search": search}, resume=False)
     assert trained == ["lite0", "ssdlite"]  # the scaled one is Lite0 at 320; SSDlite has another head
     assert out["lite0-scaled"]["arch"].startswith("lite0@320")

@@ -34,6 +34,7 @@ def test_predict_on_a_folder_writes_coco_results_json_lines_and_annotated_images
     assert len(results) == numbers["detections"] > 0
     ground_truth = COCO(str(annotations))
     assert len(ground_truth.loadRes(results).getAnnIds()) == len(results)  # ids and categories are the file's
+    assert {r["category_id"] for r in results} <= set(ground_truth.getCatIds())  # matched by name: scored, not lost
     lines = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     assert [line["file"] for line in lines] == [str(folder / image.name) for image in images]
     assert sum(len(line["detections"]) for line in lines) == len(results)

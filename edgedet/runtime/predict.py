@@ -1,8 +1,9 @@
 """``edgedet predict``: a model on an image, a folder, a glob or a video -> annotated copies, a COCO results JSON
 (pycocotools' ``loadRes`` takes it) and one JSON line per image. Torch-free for ONNX models.
 
-Image ids: taken by file name from a COCO annotation file when one is given (so the results score against it),
-else numbered 1, 2, ... in the order read; for a video, the frame number. Every JSON line names its file and id.
+Image and category ids: with a COCO annotation file, its own (images matched by file name, classes by name), so the
+results score against it; else images numbered 1, 2, ... in the order read (for a video, the frame number) and
+COCO's category ids where a class name is COCO's. Every JSON line names its file and id.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgedet.data.formats import IMAGE_SUFFIXES, category_for
+from edgedet.data.annotations import load_coco
+from edgedet.data.formats import IMAGE_SUFFIXES, canonical_name, category_for
 from edgedet.errors import UsageError
 from edgedet.evaluate.coco_eval import detections_to_coco
+from edgedet.evaluate.images import Predictor
 from edgedet.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from edgedet.progress import progress_track
 from edgedet.runtime.camera import VideoSaver, draw
@@ -29,16 +32,18 @@ from edgedet.runtime.preprocess import read_bgr
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
-Predictor = Callable[[np.ndarray], Detections]
-
 
 @dataclass
 class PredictSummary:
     kind: str = "images"  # or "video"
-    images: int = 0  # images (or frames) predicted on
     skipped: list[str] = field(default_factory=list)  # unreadable files
     detections: int = 0
     times_ms: list[float] = field(default_factory=list)  # per image: pre-processing, network, decode + NMS
+
+    @property
+    def images(self) -> int:
+        """Images (or frames) predicted on."""
+        return len(self.times_ms)
 
     def to_json(self) -> dict[str, Any]:
         median = float(np.median(self.times_ms)) if self.times_ms else float("nan")
@@ -69,15 +74,17 @@ def source_files(source: str) -> tuple[str, list[Path]]:
     return "images", files
 
 
-def ids_by_file_name(annotations: Path | None) -> dict[str, int]:
-    """File name -> image id of a COCO annotation file (empty without one)."""
+def result_ids(annotations: Path | None, class_names: list[str]) -> tuple[dict[str, int], list[int]]:
+    """(file name -> image id, category id per model class): the annotation file's where it has them."""
+    category_ids = [category_for(name, index)["id"] for index, name in enumerate(class_names)]
     if annotations is None:
-        return {}
-    try:
-        images = json.loads(Path(annotations).read_text())["images"]
-        return {Path(image["file_name"]).name: int(image["id"]) for image in images}
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UsageError(f"--coco-ann {annotations}: not a readable COCO annotation file ({err})") from None
+        return {}, category_ids
+    if not Path(annotations).is_file():
+        raise UsageError(f"--coco-ann {annotations}: no such file")
+    coco = load_coco(annotations)
+    by_name = {canonical_name(c["name"]): c["id"] for c in coco.cats.values()}
+    images = {Path(image["file_name"]).name: image_id for image_id, image in coco.imgs.items()}
+    return images, [by_name.get(canonical_name(name), own) for name, own in zip(class_names, category_ids)]
 
 
 def _frames(kind: str, files: list[Path], summary: PredictSummary) -> Iterator[tuple[str, np.ndarray, float]]:
@@ -117,8 +124,7 @@ def predict_source(predict: Predictor, class_names: list[str], source: str, out:
     """Run ``predict`` on every image (or frame) of ``source``; write the COCO results to ``out``, the JSON lines
     to ``lines_out`` and, with ``save_dir``, the annotated images (or video). Files appear only when done."""
     kind, files = source_files(source)
-    known_ids = ids_by_file_name(annotations)
-    category_ids = [category_for(name, index)["id"] for index, name in enumerate(class_names)]
+    known_ids, category_ids = result_ids(annotations, class_names)
     summary, results, lines = PredictSummary(kind), [], []
     saver: VideoSaver | None = None
     total = None if kind == "video" else len(files)
@@ -127,7 +133,6 @@ def predict_source(predict: Predictor, class_names: list[str], source: str, out:
             start = time.perf_counter()
             found = predict(image)
             summary.times_ms.append((time.perf_counter() - start) * 1000)
-            summary.images += 1
             summary.detections += len(found.scores)
             image_id = summary.images if kind == "video" else known_ids.get(Path(name).name, summary.images)
             results += detections_to_coco(image_id, found, category_ids)

@@ -512,11 +512,12 @@ def quantize_command(
         from edgedet.devices.profile import get_profile
 
         profile = get_profile(device)
-        flavour = profile.int8_flavour if flavour == "auto" else flavour
-        warning = profile.int8_warning()
-        if warning:
+        if flavour == "auto":
+            flavour = profile.int8_flavour
+        if warning := profile.int8_warning():
             print(f"warning: {warning}", file=sys.stderr)
-    flavour = "cpu" if flavour == "auto" else flavour
+    if flavour == "auto":
+        flavour = "cpu"
     target = out or run_dir("quantize", name) / f"{model.stem}.int8.onnx"
     console.print(f"INT8 flavour: {flavour}")
     result = quantize_model(model, _data_or_synthetic(data), target, calib_images=calib_images,

@@ -78,6 +78,5 @@ def _int8_card(card: ModelCard, model: Path, data: Path, result: QuantizeResult,
         "calibration": {"images": calibrated, "split": "train", "seed": seed, "method": method, "data": str(data)},
         "guard": {"images": guarded, "split": "train, apart from calibration", "fp32_AP": result.fp32_ap,
                   "int8_AP": result.int8_ap, "kept_fp32": result.kept_fp32, "trials": result.trials},
-        "val": {"fp32_AP": result.val_fp32_ap, "int8_AP": result.val_int8_ap},
-        "fp32_AP": result.val_fp32_ap, "int8_AP": result.val_int8_ap, "kept_fp32": result.kept_fp32}
+        "val": {"fp32_AP": result.val_fp32_ap, "int8_AP": result.val_int8_ap}}
     return card.to_json() | {"precision": "int8", "quantization": quantization, "provenance": provenance}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -127,23 +128,21 @@ def without_weighted_outputs_qdq(model: bytes) -> bytes:
     proto = onnx.load_from_string(model)
     graph = proto.graph
     producers = {out: node for node in graph.node for out in node.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
+    readers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     for node in graph.node:
         for name in node.input:
-            readers.setdefault(name, []).append(node)
+            readers[name].append(node)
+    graph_outputs = {output.name for output in graph.output}
     for quantize in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
         source = quantize.input[0]
-        if producers.get(source) is None or producers[source].op_type not in WEIGHTED_OPS:
-            continue
-        dequantizes = readers.get(quantize.output[0], [])
-        if any(d.op_type != "DequantizeLinear" for d in dequantizes):
-            continue
-        downstream = [r for d in dequantizes for r in readers.get(d.output[0], [])]
-        if any(r.op_type in WEIGHTED_OPS for r in downstream) or any(
-                d.output[0] in {o.name for o in graph.output} for d in dequantizes):
+        dequantizes = readers[quantize.output[0]]
+        dequantized = {d.output[0] for d in dequantizes}
+        downstream = [r for name in dequantized for r in readers[name]]
+        if (source not in producers or producers[source].op_type not in WEIGHTED_OPS or dequantized & graph_outputs
+                or any(d.op_type != "DequantizeLinear" for d in dequantizes)
+                or any(r.op_type in WEIGHTED_OPS for r in downstream)):
             continue
         for reader in downstream:
-            dequantized = {d.output[0] for d in dequantizes}
             reader.input[:] = [source if name in dequantized else name for name in reader.input]
         for node in (quantize, *dequantizes):
             graph.node.remove(node)

@@ -150,38 +150,44 @@ def _profile_name(path: Path) -> str:
     return path.parent.name if path.name == "profile.yaml" else path.stem
 
 
-def _candidates() -> dict[str, Path]:
-    """Every known id and alias -> its YAML; built profiles shadow shipped ones of the same id. A file that does not
-    load is known by its folder or file name only, so that its error shows when asked for, not for every device."""
-    found: dict[str, Path] = {}
+def _load_all() -> dict[Path, DeviceProfile | UsageError]:
+    """Every profile file, shipped ones first (built ones shadow them), read once: the profile, or why not."""
+    loaded: dict[Path, DeviceProfile | UsageError] = {}
     for directory in reversed(profile_dirs()):
         for path in sorted(directory.glob("*/profile.yaml")) + sorted(directory.glob("*.yaml")):
             try:
-                profile = load_profile(path)
-            except UsageError:
-                found[_profile_name(path)] = path
-                continue
-            for name in [profile.id, *profile.aliases]:
-                found[name] = path
+                loaded[path] = load_profile(path)
+            except UsageError as err:
+                loaded[path] = err
+    return loaded
+
+
+def _by_name(loaded: dict[Path, DeviceProfile | UsageError]) -> dict[str, Path]:
+    """Every known id and alias -> its YAML; built profiles shadow shipped ones of the same id. A file that does not
+    load is known by its folder or file name only, so that its error shows when asked for, not for every device."""
+    found: dict[str, Path] = {}
+    for path, profile in loaded.items():
+        names = [profile.id, *profile.aliases] if isinstance(profile, DeviceProfile) else [_profile_name(path)]
+        found |= dict.fromkeys(names, path)
     return found
 
 
 def list_profiles() -> list[DeviceProfile]:
-    """Every profile that loads (a broken one says why when asked for by name)."""
-    profiles = {}
-    for path in set(_candidates().values()):
-        try:
-            profiles[path] = load_profile(path)
-        except UsageError:
-            continue
-    return sorted(profiles.values(), key=lambda p: p.id)
+    """Every profile that loads and is not shadowed (a broken one says why when asked for by name)."""
+    loaded = _load_all()
+    shown = [loaded[path] for path in set(_by_name(loaded).values())]
+    return sorted((p for p in shown if isinstance(p, DeviceProfile)), key=lambda p: p.id)
 
 
 def get_profile(device: str) -> DeviceProfile:
     """Resolve an id or alias; unknown ids fail with the known ones and the closest matches."""
-    known = _candidates()
+    loaded = _load_all()
+    known = _by_name(loaded)
     if device in known:
-        return load_profile(known[device])
+        profile = loaded[known[device]]
+        if isinstance(profile, UsageError):
+            raise profile
+        return profile
     close = difflib.get_close_matches(device, known, n=3)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     build = " Build this machine's with `edgedet profile build --name host`." if device == "host" else ""

@@ -274,7 +274,7 @@ def _settings(config_file: Optional[Path], options: dict[str, Any], items: Optio
         try:
             values[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as err:
-            raise UsageError(f"--set {item}: cannot read the value as YAML ({str(err).splitlines()[0]})") from None
+            raise UsageError(f"--set {item!r}: cannot read the value as YAML ({str(err).splitlines()[0]})") from None
     return values
 
 
@@ -348,8 +348,7 @@ def train_command(
     if name is None and world_size() > 1:  # under torchrun: rank 0 numbers the run folder, every rank uses it
         name = from_rank0(run_dir("train", None).name if init_distributed() == 0 else None)
     if "arch" in given:  # as the run saves it (the full ArchSpec at its input size), so a resume compares alike
-        spec = ArchSpec.load(given["arch"])
-        given["arch"] = str(spec.with_imgsz(given["imgsz"]) if given.get("imgsz") else spec)
+        given["arch"] = str(TrainConfig(arch=given["arch"], imgsz=given.get("imgsz")).trained_arch())
     folder, config = _run_config("train", name, resume, TrainConfig.from_dict, given,
                                  lambda: [str(_data_or_synthetic(None))])
     final = train(config, folder, resume=resume)

@@ -19,16 +19,18 @@ from edgedet.runtime.onnx_detector import OnnxDetector, check_onnx
 from edgedet.runtime.sidecar import ModelCard, sidecar_path
 
 
-def train_slices(data: Path, calib_images: int, guard_images: int, seed: int) -> tuple[list[Path], list[int]]:
-    """A seeded shuffle of the train split: the calibration images first, then the guard's image ids (disjoint). A
-    split too small for both is shared: the guard takes what calibration leaves, or half when it would take all."""
+def train_slices(train: tuple[Path, Path], calib_images: int, guard_images: int, seed: int
+                 ) -> tuple[list[Path], list[int]]:
+    """A seeded shuffle of the train split (``find_split``'s annotations and images): the calibration images first,
+    then the guard's image ids (disjoint). A split too small for both is shared: the guard takes what calibration
+    leaves, or half when it would take all."""
     if min(calib_images, guard_images) < 1:
         raise UsageError("--calib-images and --guard-images must be at least 1")
-    annotations, folder = find_split(data, "train")
+    annotations, folder = train
     coco = load_coco(annotations)
     ids = sorted(coco.getImgIds())
     if len(ids) < 2:
-        raise UsageError(f"{data}: the train split has {len(ids)} image(s); quantization needs at least 2 "
+        raise UsageError(f"{annotations}: the train split has {len(ids)} image(s); quantization needs at least 2 "
                          "(calibration, and the accuracy guard on others)")
     random.Random(seed).shuffle(ids)
     guard = min(guard_images, len(ids) - calib_images) if len(ids) > calib_images else len(ids) // 2
@@ -44,9 +46,9 @@ def quantize_model(model: Path, data: Path, out: Path, *, calib_images: int = 20
     FP32 and INT8 then scored on val (the first ``eval_images``). Nothing is written unless quantization completes."""
     check_onnx(model)
     card = OnnxDetector(model).card  # input size vs sidecar, output layout: fail before the slow part
-    calibration_files, guard_ids = train_slices(data, calib_images, guard_images, seed)
+    train = find_split(data, "train")
+    calibration_files, guard_ids = train_slices(train, calib_images, guard_images, seed)
     calibration = calibration_tensors(calibration_files, card.imgsz, calib_images)
-    train_annotations, train_folder = find_split(data, "train")
 
     def score(candidate: bytes, split: tuple[Path, Path], **which: object) -> float:
         detector = OnnxDetector(candidate, card=card, threads=threads)
@@ -55,7 +57,7 @@ def quantize_model(model: Path, data: Path, out: Path, *, calib_images: int = 20
     stderr.print(f"calibrating on {len(calibration)} random train images ({method}), choosing on {len(guard_ids)} "
                  "other train images, reporting on val")
     result = quantize_guarded(model.read_bytes(), calibration,
-                              lambda m: score(m, (train_annotations, train_folder), image_ids=guard_ids),
+                              lambda m: score(m, train, image_ids=guard_ids),
                               max_ap_drop=max_ap_drop, method=method, flavour=flavour)
     val = find_split(data, "val")
     result.val_fp32_ap = score(model.read_bytes(), val, max_images=eval_images)

@@ -154,15 +154,16 @@ def test_guard_keeps_the_most_sensitive_nodes_in_fp32_until_within_budget(export
     assert card["provenance"]["val"]["int8_AP"] == result.val_int8_ap  # the AP reported is val's, chosen on train
 
 
-def test_calibration_and_the_guard_draw_apart_from_train_and_val_is_never_used_to_choose(synthetic_small):
-    calibration, guard = train_slices(synthetic_small, 20, 100, seed=0)
-    annotations, folder = find_split(synthetic_small, "train")
+def test_calibration_and_the_guard_are_seeded_disjoint_draws_from_train(synthetic_small):
+    train = find_split(synthetic_small, "train")
+    calibration, guard = train_slices(train, 20, 100, seed=0)
+    annotations, folder = train
     coco = load_coco(annotations)
     calibrated_ids = {i for i in coco.getImgIds() if folder / coco.imgs[i]["file_name"] in calibration}
     assert len(calibrated_ids) == 20 and len(guard) == 12 and not calibrated_ids & set(guard)  # 32 train images
-    assert train_slices(synthetic_small, 20, 100, seed=0) == (calibration, guard)  # seeded
-    assert train_slices(synthetic_small, 20, 100, seed=1)[0] != calibration
-    calibration, guard = train_slices(synthetic_small, 32, 10, seed=0)  # calibration would take all: shared
+    assert train_slices(train, 20, 100, seed=0) == (calibration, guard)  # seeded
+    assert train_slices(train, 20, 100, seed=1)[0] != calibration
+    calibration, guard = train_slices(train, 32, 10, seed=0)  # calibration would take all: shared
     assert len(calibration) == len(guard) == 16
 
 

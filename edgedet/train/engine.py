@@ -136,7 +136,9 @@ class Trainer:
                                 status="")
             for images, targets in self.loader:
                 out_of_time = time.perf_counter() - start > time_left  # the budget ends inside this epoch
-                if any_rank(out_of_time) if self.distributed else out_of_time:  # every rank stops at the same step
+                if self.budget_s is not None and self.distributed:  # every rank stops at the same step
+                    out_of_time = any_rank(out_of_time)
+                if out_of_time:
                     break
                 images, targets = to_device(images, targets, self.device)
                 losses = self.net(images, targets)

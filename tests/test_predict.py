@@ -4,6 +4,7 @@ import json
 import shutil
 
 import cv2
+import pytest
 from pycocotools.coco import COCO
 from typer.testing import CliRunner
 
@@ -74,3 +75,5 @@ def test_auto_takes_the_best_provider_present_and_tensorrt_gets_its_switches(mon
                                                           "trt_engine_cache_path": "engines"})
     assert choose_providers("cuda") == ("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert choose_providers("cpu") == ("cpu", ["CPUExecutionProvider"])
+    with pytest.raises(UsageError, match="TensorRT's switches, but the provider is cuda"):
+        choose_providers("cuda", "fp16")  # not dropped without a word

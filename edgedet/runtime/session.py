@@ -56,7 +56,10 @@ def choose_providers(name: str = "auto", trt: str | None = None) -> tuple[str, P
         raise UsageError(f"--provider {name}: this ONNX Runtime ({ort.__version__}) has only "
                          f"{', '.join(available)}; install the build that has it (onnxruntime-gpu for cuda and "
                          "tensorrt, onnxruntime-openvino, ...) or pick one of those")
-    first = (PROVIDERS[chosen], options) if chosen == "tensorrt" and options else PROVIDERS[chosen]
+    if options and chosen != "tensorrt":
+        raise UsageError(f"--trt {trt}: TensorRT's switches, but the provider is {chosen}; add --provider tensorrt "
+                         "or drop --trt")
+    first = (PROVIDERS[chosen], options) if options else PROVIDERS[chosen]
     return chosen, [first] + ([] if chosen == "cpu" else [PROVIDERS["cpu"]])
 
 

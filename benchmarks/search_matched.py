@@ -111,7 +111,7 @@ def show(part: str, result: dict[str, Any]) -> None:
         per_seed = ", ".join(f"{ap:.1f}" for ap in row["AP_per_seed"])
         table.add_row(row["model"], f"{row['predicted_ms']:.2f}", f"{row['AP']:.1f} ({per_seed})",
                       f"{row['AP50']:.1f}", f"{row['cpu_min']:.1f}", f"{row['wall_min']:.1f}", row["arch"])
-    table.caption = "; ".join(_gap_text(result, name) for name in COMPARED if f"gap_{name}" in result)
+    table.caption = "; ".join(_gap_text(result, name) for name in COMPARED)
     console.print(table)
 
 

@@ -725,15 +725,16 @@ def predict_command(
                                           classes=_class_list(classes))
     folder = run_dir("predict", name)
     target = out or folder / "predictions.json"
+    annotated = None if no_save else save_dir or folder
     summary = predict_source(predict, class_names, source, target, target.with_suffix(".jsonl"),
-                             save_dir=None if no_save else save_dir or folder, annotations=coco_ann)
+                             save_dir=annotated, annotations=coco_ann)
     numbers = summary.to_json() | {"provider": chosen}
     unit = "frames" if summary.kind == "video" else "images"
     console.print(f"{numbers['images']} {unit}, {numbers['detections']} boxes, {numbers['median_ms']:.1f} ms median "
                   f"per image ({chosen}); skipped {numbers['skipped']} unreadable"
                   + (f" (first: {summary.skipped[0]})" if summary.skipped else ""))
     console.print(f"wrote {target} (COCO results) and {target.with_suffix('.jsonl')}"
-                  + ("" if no_save else f"; annotated in {save_dir or folder}"))
+                  + (f"; annotated in {annotated}" if annotated else ""))
     _write_json(json_out, numbers)
 
 

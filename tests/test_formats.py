@@ -192,6 +192,20 @@ def test_union_of_a_person_set_and_a_two_class_set_marks_what_each_annotates(tmp
     assert isinstance(union[1][1]["labels"], torch.Tensor)
 
 
+def test_data_repeats_list_a_small_set_several_times_per_epoch(tmp_path):
+    from edgedet.data.coco import UnionDetection
+    from edgedet.train.config import TrainConfig
+
+    people, voc = make_yolo(tmp_path / "people", names=("person",)), make_voc(tmp_path / "voc")
+    union = UnionDetection([people, voc], "train", repeats=[1, 3])
+    assert len(union) == 2 + 3 * 2
+    assert union[2][1]["image_id"] == union[4][1]["image_id"] == union[6][1]["image_id"]  # voc's first, 3 times
+    assert len(union.with_transforms(None)) == 8
+    for bad in ([2], [1, 0]):
+        with pytest.raises(UsageError, match="one whole number >= 1 per --data folder"):
+            TrainConfig.from_dict({"data": [str(people), str(voc)], "data_repeats": bad})
+
+
 def test_a_class_the_image_does_not_annotate_gets_no_classification_gradient():
     import torch
 

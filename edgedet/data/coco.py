@@ -173,17 +173,21 @@ class UnionDetection(torch.utils.data.ConcatDataset):
     The classes are ``classes`` when given (each must be annotated by at least one dataset), else every dataset's
     classes in order of first appearance. Each sample's ``annotated`` says which of them its own dataset labels,
     so merging a person-only set with COCO does not teach that COCO's chairs are background in the person set.
+    ``repeats`` (one per root) lists each dataset's images that many times, so a small hand-labelled set keeps its
+    weight beside a large teacher-labelled one (mmdetection's RepeatDataset).
     """
 
     def __init__(self, roots: list[Path], split: str, *, classes: list[str] | None = None,
-                 transforms: Callable[[tv_tensors.Image, dict[str, Any]], Sample] | None = None) -> None:
+                 transforms: Callable[[tv_tensors.Image, dict[str, Any]], Sample] | None = None,
+                 repeats: list[int] | None = None) -> None:
         names = classes or union_class_names(roots, split)
         parts = [CocoDetection(root, split, classes=names, transforms=transforms, partial=True) for root in roots]
         nobody = [name for index, name in enumerate(names) if not any(p.annotated[index] for p in parts)]
         if nobody:
             raise UsageError(f"no dataset annotates {', '.join(nobody)}: check --classes against the datasets' "
                              "class names (`edgedet data stats DIR`)")
-        super().__init__(parts)
+        self.repeats = repeats or [1] * len(parts)
+        super().__init__(self._repeated(parts))
         self.parts, self.class_names = parts, list(names)
         self.category_ids = [next((p.category_ids[i] for p in parts if p.category_ids[i] is not None),
                                   category_for(name, i)["id"]) for i, name in enumerate(names)]
@@ -193,8 +197,11 @@ class UnionDetection(torch.utils.data.ConcatDataset):
         """The same splits and classes under other transforms, without reading the annotations again."""
         other = copy.copy(self)
         other.parts = [part.with_transforms(transforms) for part in self.parts]
-        other.datasets = other.parts
+        other.datasets = other._repeated(other.parts)
         return other
+
+    def _repeated(self, parts: list[CocoDetection]) -> list[CocoDetection]:
+        return [part for part, times in zip(parts, self.repeats) for _ in range(times)]
 
 
 def union_class_names(roots: list[Path], split: str) -> list[str]:

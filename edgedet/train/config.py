@@ -18,6 +18,7 @@ class TrainConfig:
 
     arch: str = "lite0@320"  # ArchSpec string or arch.json path
     data: list[str] = field(default_factory=list)  # dataset folders (COCO, YOLO or VOC); several train on the union
+    data_repeats: list[int] | None = None  # times each --data folder is listed per epoch, in order, e.g. [16, 1]
     classes: list[str] | None = None  # category subset, e.g. ["person"]; None = all
     imgsz: int | None = None  # overrides the ArchSpec's input size
     epochs: int = 30
@@ -58,6 +59,10 @@ class TrainConfig:
             raise UsageError("no training data: give --data DIR (repeat it to train on several datasets)")
         if config.time is not None:
             parse_duration(config.time)
+        repeats = config.data_repeats
+        if repeats is not None and (len(repeats) != len(config.data) or any(times < 1 for times in repeats)):
+            raise UsageError(f"data_repeats {repeats}: give one whole number >= 1 per --data folder "
+                             f"({len(config.data)} here), in the same order")
         if config.optimizer not in ("adamw", "sgd"):
             raise UsageError(f"optimizer '{config.optimizer}': use adamw or sgd")
         if config.epochs < 1 or config.batch < 1:

@@ -65,7 +65,8 @@ class Trainer:
         seed_everything(self.config.seed)
         self.arch = self.config.trained_arch()
         roots = [Path(d) for d in self.config.data]
-        self.train_set = training_set(roots, self.config.classes, train_transforms(self.arch.imgsz))
+        self.train_set = training_set(roots, self.config.classes, train_transforms(self.arch.imgsz),
+                                      self.config.data_repeats)
         self.val_splits = val_splits(roots)
         pretrained = self.config.pretrained and self.arch.space == "lite0" and self.arch.width_mult == 1.0
         self.model = build_detector(self.arch, len(self.train_set.class_names), head=self.config.head,
@@ -249,10 +250,13 @@ class Trainer:
                 finish()
 
 
-def training_set(roots: list[Path], classes: list[str] | None, transforms: Any) -> CocoDetection | UnionDetection:
-    """One dataset's train split, or the union of several (classes matched by name); never empty."""
-    dataset = (CocoDetection(roots[0], "train", classes=classes, transforms=transforms) if len(roots) == 1
-               else UnionDetection(roots, "train", classes=classes, transforms=transforms))
+def training_set(roots: list[Path], classes: list[str] | None, transforms: Any, repeats: list[int] | None = None
+                 ) -> CocoDetection | UnionDetection:
+    """One dataset's train split, or the union of several (classes matched by name, each dataset listed
+    ``repeats[i]`` times); never empty."""
+    dataset = (CocoDetection(roots[0], "train", classes=classes, transforms=transforms)
+               if len(roots) == 1 and not repeats
+               else UnionDetection(roots, "train", classes=classes, transforms=transforms, repeats=repeats))
     if len(dataset) == 0:
         raise UsageError(f"{', '.join(map(str, roots))}: the training split has no readable images")
     return dataset

@@ -26,7 +26,7 @@ from edgedet.detect.model import build_detector
 from edgedet.io import atomic_write_json
 from edgedet.space import ArchSpec
 from edgedet.train.common import make_loader, param_groups, to_device
-from edgedet.train.engine import training_set
+from edgedet.data.coco import training_set
 
 DEVICE = torch.device("cpu")
 

@@ -285,8 +285,8 @@ def _default(schema: type, key: str, text: str) -> str:
 
 DataDirs = Annotated[Optional[list[Path]], typer.Option(
     "--data", help="Dataset folder: COCO (annotations/instances_*.json), YOLO (data.yaml, or images/ + labels/) or "
-                   "Pascal VOC, detected from the folder. Repeat it to train on the union (classes matched by "
-                   "name). Default: the synthetic set.")]
+                   "Pascal VOC, detected from the folder. Repeat it to use the union (classes matched by name). "
+                   "Default: the synthetic set.")]
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="YAML file of settings (keys as for --set).")]
 SetItems = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Any setting as KEY=VALUE (repeat), over the options above, e.g. train: --set warmup_epochs=1 "
@@ -595,8 +595,7 @@ def search_command(
                       ] = None,
     warmup_epochs: Annotated[Optional[int], typer.Option(help=_default(
         SearchConfig, "warmup_epochs", "Epochs that train the weights only, before θ."))] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Dataset folder: COCO, YOLO or Pascal VOC (default: the "
-                                                      "synthetic set).")] = None,
+    data: DataDirs = None,
     classes: Classes = None,
     mode: Annotated[Optional[str], typer.Option(help=_default(
         SearchConfig, "mode", "single (one sampled op per sample; CPU default), mixture (all ops, the paper's; CUDA "
@@ -629,10 +628,11 @@ def search_command(
     given = _settings(config_file, dict(
         devices=device, precision=precision, objective=objective, target_ms=target_ms, budget_use=budget_use,
         space=space, reference_prior=reference_prior, imgsz=imgsz, warmup_epochs=warmup_epochs, epochs=epochs,
-        data=str(_data_or_synthetic(data)) if data else None, classes=_class_list(classes), mode=mode, batch=batch,
+        data=[str(_data_or_synthetic(d)) for d in data] if data else None, classes=_class_list(classes), mode=mode,
+        batch=batch,
         lr=lr, arch_lr=arch_lr, workers=workers, seed=seed, device=device_type), set_)
     folder, config = _run_config("search", name, resume, SearchConfig.from_dict, given,
-                                 lambda: str(_data_or_synthetic(None)))
+                                 lambda: [str(_data_or_synthetic(None))])
     result = search(config, folder, resume=resume)
     table = Table("device", "precision", "predicted ms", "target ms", "reference ms", "fastest ms",
                   title=str(result.arch))

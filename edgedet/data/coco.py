@@ -204,6 +204,18 @@ class UnionDetection(torch.utils.data.ConcatDataset):
         return [part for part, times in zip(parts, self.repeats) for _ in range(times)]
 
 
+def training_set(roots: list[Path], classes: list[str] | None, transforms: Any, repeats: list[int] | None = None
+                 ) -> CocoDetection | UnionDetection:
+    """One dataset's train split, or the union of several (classes matched by name, each dataset listed
+    ``repeats[i]`` times); never empty."""
+    dataset = (CocoDetection(roots[0], "train", classes=classes, transforms=transforms)
+               if len(roots) == 1 and not repeats
+               else UnionDetection(roots, "train", classes=classes, transforms=transforms, repeats=repeats))
+    if len(dataset) == 0:
+        raise UsageError(f"{', '.join(map(str, roots))}: the training split has no readable images")
+    return dataset
+
+
 def union_class_names(roots: list[Path], split: str) -> list[str]:
     """Every dataset's class names by first appearance, matched by ``canonical_name``: ``Person`` in one dataset
     and ``person`` in another are one class."""

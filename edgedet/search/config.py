@@ -12,6 +12,10 @@ from edgedet.settings import check_settings
 OBJECTIVES = ("mean", "max")  # over devices, of each latency relative to the space's reference architecture
 MODES = ("single", "mixture")  # the supernet's paths: one sampled op per sample, or all ops weighted
 SEARCH_MODES = ("auto", *MODES, "hybrid")  # hybrid: weights on the single path, θ on the mixture
+# single path: what each candidate's BatchNorm normalises with. sub_batch: the samples that drew it (about B/9);
+# frozen: the inherited ImageNet statistics (its scale and shift still train); per_batch: one architecture per
+# batch, so every BatchNorm sees whole batches (and θ's gradient one draw per batch)
+BATCH_NORMS = ("sub_batch", "frozen", "per_batch")
 
 
 @dataclass
@@ -27,7 +31,7 @@ class SearchConfig:
     imgsz: int | None = None  # None: the space's default
     epochs: int = 8
     warmup_epochs: int = 2
-    data: str = ""
+    data: list[str] = field(default_factory=list)  # dataset folders; several search on their union (θ on 20% of it)
     classes: list[str] | None = None
     mode: str = "auto"  # auto (single on CPU, mixture on CUDA) | single | mixture | hybrid
     batch: int = 16
@@ -43,6 +47,7 @@ class SearchConfig:
     initial_temperature: float = 5.0
     temperature_decay: float = 0.045  # per epoch over the paper's 90 epochs
     theta_fraction: float = 0.2  # share of the training images that train θ
+    batch_norm: str = "sub_batch"  # sub_batch | frozen | per_batch (see BATCH_NORMS)
     grad_clip: float = 10.0
     pretrained: bool = True  # ImageNet Lite0 weights for every candidate (lite0 space)
     reference_prior: float = 50.0  # with pretrained weights: nats per unit of departure cost, when deriving
@@ -52,6 +57,8 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
+        if isinstance(values.get("data"), str):  # one folder, as older runs saved it
+            values = values | {"data": [values["data"]] if values["data"] else []}
         check_settings(cls, values, "search")
         config = cls(**values)
         if config.epochs < 1 or config.batch < 1:
@@ -61,6 +68,8 @@ class SearchConfig:
                              "θ trains only after the warm-up")
         if config.objective not in OBJECTIVES:
             raise UsageError(f"--objective {config.objective}: use mean (average device) or max (worst device)")
+        if config.batch_norm not in BATCH_NORMS:
+            raise UsageError(f"batch_norm '{config.batch_norm}': use one of {', '.join(BATCH_NORMS)}")
         if config.mode not in SEARCH_MODES:
             raise UsageError(f"--mode {config.mode}: use auto, single, mixture or hybrid")
         if not config.devices:

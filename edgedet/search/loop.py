@@ -3,6 +3,7 @@
 Schedule (``E`` epochs in all): the first ``warmup_epochs`` train the weights only (θ stays uniform, every sample
 draws its own architecture); every later epoch interleaves weight steps on 80% of the training images with θ steps
 on the other 20% (a fixed, seeded split), about four weight steps per θ step so both loaders end together.
+Several ``data`` folders search on their union (classes matched by name), the 20% drawn from all of it.
 Weights: SGD (momentum 0.9) with a short linear warm-up then cosine, trained on the detection loss alone (the
 latency factor does not depend on them; multiplying by it would only rescale their learning rate). θ: Adam
 (lr 0.01·90/E: the paper's 0.01, stretched to E epochs like the temperature; weight decay 5e-4) on
@@ -40,7 +41,7 @@ from rich.progress import Progress, TaskID
 from torch.utils.data import Subset
 
 from edgedet import __version__
-from edgedet.data.coco import CocoDetection
+from edgedet.data.coco import CocoDetection, UnionDetection, training_set
 from edgedet.data.transforms import eval_transforms, train_transforms
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.io import atomic_write_json
@@ -141,15 +142,20 @@ class Searcher:
         self.weight_path = "mixture" if self.mode == "mixture" else "single"
         self.theta_path = "single" if self.mode == "single" else "mixture"
         seed_everything(config.seed)
-        dataset = CocoDetection(Path(config.data), "train", classes=config.classes,
-                                transforms=train_transforms(self.imgsz))
+        if not config.data:
+            raise UsageError("no search data: give --data DIR (repeat it to search on several datasets)")
+        dataset = training_set([Path(d) for d in config.data], config.classes, train_transforms(self.imgsz))
         self.class_names = dataset.class_names
         weight_images, theta_images = split_indices(len(dataset), config.theta_fraction, config.seed)
         self.weight_loader = make_loader(Subset(dataset, weight_images), batch=config.batch, workers=config.workers)
         self.theta_loader = make_loader(Subset(dataset, theta_images), batch=config.batch, workers=config.workers)
         self.pretrained = config.pretrained and self.space.name == "lite0" and self.space.width_mult == 1.0
+        if config.batch_norm == "frozen" and not self.pretrained:
+            raise UsageError("batch_norm frozen keeps the inherited ImageNet statistics: it needs the lite0 space "
+                             "with pretrained weights (or use sub_batch or per_batch)")
         self.model = Supernet(self.space, self.imgsz, len(self.class_names), mode=self.weight_path,
-                              pretrained=self.pretrained, neck_channels=config.neck_channels)
+                              pretrained=self.pretrained, neck_channels=config.neck_channels,
+                              per_batch=config.batch_norm == "per_batch")
         self.model.to(self.device, memory_format=torch.channels_last)
         self.departure_costs = self._departure_costs(dataset, theta_images) if self.pretrained else None
         self.weights = self.model.weight_parameters()
@@ -166,7 +172,7 @@ class Searcher:
         self.probs_history = [self._probs()]
         self.start_epoch, self.search_s = 0, 0.0
 
-    def _departure_costs(self, dataset: CocoDetection, theta_images: list[int]) -> np.ndarray:
+    def _departure_costs(self, dataset: CocoDetection | UnionDetection, theta_images: list[int]) -> np.ndarray:
         """The inherited candidates' departure costs (``SuperBackbone.departure_costs``), before any training, on up
         to ``DEPARTURE_IMAGES`` of θ's images, letterboxed without augmentation."""
         plain = dataset.with_transforms(eval_transforms(self.imgsz))
@@ -201,6 +207,15 @@ class Searcher:
         stderr.print(f"resuming {path} after epoch {self.start_epoch}")
 
     # --- steps -------------------------------------------------------------------------------------------------
+    def train_mode(self) -> None:
+        """Training mode, but with ``batch_norm: frozen`` every backbone BatchNorm normalises with the statistics
+        it inherited (eval mode); their scale and shift still train."""
+        self.model.train()
+        if self.config.batch_norm == "frozen":
+            for module in self.model.backbone.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.eval()
+
     def _check(self, value: torch.Tensor, what: str, epoch: int) -> None:
         if not torch.isfinite(value):
             raise EdgedetError(f"the {what} became {value.item()} at epoch {epoch + 1}: lower --lr, or check the "
@@ -246,7 +261,7 @@ class Searcher:
         ``repeats`` times (each pass seeded for its own augmentation) on ``path`` at the current temperature. How
         far they agree across batches is how much signal each θ step carries; nothing is updated."""
         backbone = self.model.backbone
-        self.model.train()  # θ's gradient flows through the Gumbel draws of training mode only
+        self.train_mode()  # θ's gradient flows through the Gumbel draws of training mode only
         grads = []
         for repeat in range(repeats):
             self.theta_loader.generator.manual_seed(repeat)
@@ -261,7 +276,7 @@ class Searcher:
     def run_epoch(self, epoch: int, bar: Progress, task: TaskID) -> dict[str, Any]:
         """One epoch; θ steps (after the warm-up) interleaved evenly among the weight steps."""
         config = self.config
-        self.model.train()
+        self.train_mode()
         self.model.temperature = temperature(epoch, config.epochs, config.initial_temperature,
                                              config.temperature_decay)
         search = epoch >= config.warmup_epochs

@@ -89,7 +89,7 @@ class SuperBackbone(nn.Module):
     """``Backbone``'s interface over the whole space: ``forward(x)`` -> taps at strides 8/16/32; ``out_channels``."""
 
     def __init__(self, space: SearchSpace, imgsz: int, *, mode: str = "single", pretrained: bool = False,
-                 temperature: float = 5.0) -> None:
+                 temperature: float = 5.0, per_batch: bool = False) -> None:
         super().__init__()
         if mode not in MODES:
             raise UsageError(f"--mode {mode}: use single (one sampled op per sample) or mixture (all ops, soft)")
@@ -97,7 +97,7 @@ class SuperBackbone(nn.Module):
         if imgsz < 64:
             raise UsageError(f"--imgsz {imgsz}: the search needs at least 64 (batch norm of a one-sample group at "
                              "stride 32 would see a single value)")
-        self.space, self.mode, self.temperature = space, mode, temperature
+        self.space, self.mode, self.temperature, self.per_batch = space, mode, temperature, per_batch
         self.stem = make_stem(space.stem_out, space.act)
         self.layers = nn.ModuleList(MixedOp(layer, space) for layer in layers)
         mask = torch.zeros(len(layers), len(OP_NAMES), dtype=torch.bool)
@@ -178,11 +178,14 @@ class SuperBackbone(nn.Module):
         return torch.softmax(self.logits(), -1)
 
     def sample(self, batch: int) -> torch.Tensor:
-        """(B, L, 9) per-sample weights: fresh Gumbel draws in training, the argmax one-hot in eval."""
+        """(B, L, 9) per-sample weights: fresh Gumbel draws in training (one for the whole batch when
+        ``per_batch``), the argmax one-hot in eval."""
         if not self.training:
             argmax = self.logits().argmax(-1)  # (L,)
             return nn.functional.one_hot(argmax, len(OP_NAMES)).to(self.theta.dtype).expand(batch, -1, -1)
-        return gumbel_weights(self.logits(), batch, self.temperature, hard=self.mode == "single")
+        draws = 1 if self.per_batch else batch
+        weights = gumbel_weights(self.logits(), draws, self.temperature, hard=self.mode == "single")
+        return weights.expand(batch, -1, -1)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         weights = self.sample(len(x))  # (B, L, 9)
@@ -201,10 +204,10 @@ class Supernet(Detector):
     space's reference architecture, which fixes only the input size and activation; ``export()`` is the search's."""
 
     def __init__(self, space: SearchSpace, imgsz: int, num_classes: int, *, mode: str = "single",
-                 pretrained: bool = False, neck_channels: int = 96) -> None:
+                 pretrained: bool = False, neck_channels: int = 96, per_batch: bool = False) -> None:
         reference = ArchSpec(space.name, imgsz, space.default_ops, space.width_mult)
         super().__init__(reference, num_classes, neck_channels=neck_channels,
-                         backbone=SuperBackbone(space, imgsz, mode=mode, pretrained=pretrained))
+                         backbone=SuperBackbone(space, imgsz, mode=mode, pretrained=pretrained, per_batch=per_batch))
 
     @property
     def temperature(self) -> float:

@@ -32,7 +32,7 @@ from torch.utils.data import DistributedSampler
 
 from edgedet import __version__
 from edgedet.data.annotations import find_split
-from edgedet.data.coco import CocoDetection, UnionDetection
+from edgedet.data.coco import training_set
 from edgedet.data.formats import available_splits
 from edgedet.data.transforms import train_transforms
 from edgedet.detect.model import Detector, build_detector
@@ -248,18 +248,6 @@ class Trainer:
         finally:
             if self.distributed:
                 finish()
-
-
-def training_set(roots: list[Path], classes: list[str] | None, transforms: Any, repeats: list[int] | None = None
-                 ) -> CocoDetection | UnionDetection:
-    """One dataset's train split, or the union of several (classes matched by name, each dataset listed
-    ``repeats[i]`` times); never empty."""
-    dataset = (CocoDetection(roots[0], "train", classes=classes, transforms=transforms)
-               if len(roots) == 1 and not repeats
-               else UnionDetection(roots, "train", classes=classes, transforms=transforms, repeats=repeats))
-    if len(dataset) == 0:
-        raise UsageError(f"{', '.join(map(str, roots))}: the training split has no readable images")
-    return dataset
 
 
 def val_splits(roots: list[Path]) -> dict[str, tuple[Path, Path]]:

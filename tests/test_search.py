@@ -24,6 +24,7 @@ from edgedet.search.derive import (bins_per_device, departure_scores, derivation
                                    fastest_at_score, ops_score, prior_only_arch, random_ops_near, resolution_scaled)
 from edgedet.search.latency import DeviceLatency, LatencyLoss
 from edgedet.search.loop import THETA_CHUNK, SearchConfig, Searcher, search, split_indices, temperature
+from edgedet.detect.model import normalise
 from edgedet.search.supernet import MixedOp, SuperBackbone, Supernet, gumbel_weights
 from edgedet.space import OP_NAMES, ArchSpec, get_space
 from edgedet.space.backbone import Backbone
@@ -414,12 +415,12 @@ def test_frozen_batch_norm_keeps_the_inherited_statistics_while_the_rest_trains(
     searcher = Searcher(_config(synthetic, space="lite0", imgsz=128, batch_norm="frozen"), tmp_path)
     norms = {name: module for name, module in searcher.model.named_modules() if isinstance(module, torch.nn.BatchNorm2d)}
     before = {name: module.running_mean.clone() for name, module in norms.items()}
-    scale = searcher.model.backbone.stem[1].weight.detach().clone()
+    scale = searcher.model.backbone.stem.bn.weight.detach().clone()
     searcher.train_mode()
     searcher.weight_step(next(iter(searcher.weight_loader)), epoch=0)
     moved = {name for name, module in norms.items() if not torch.equal(module.running_mean, before[name])}
     assert moved and all(not name.startswith("backbone.") for name in moved)  # the neck's and head's move
-    assert not torch.equal(searcher.model.backbone.stem[1].weight, scale)  # the backbone's scale still trains
+    assert not torch.equal(searcher.model.backbone.stem.bn.weight, scale)  # the backbone's scale still trains
     with pytest.raises(UsageError, match="needs the lite0 space with pretrained weights"):
         Searcher(_config(synthetic, batch_norm="frozen"), tmp_path / "tiny")
 
@@ -430,6 +431,54 @@ def test_several_datasets_search_on_their_union(synthetic, tmp_path):
     assert len(two.weight_loader.dataset) + len(two.theta_loader.dataset) == 2 * (
         len(one.weight_loader.dataset) + len(one.theta_loader.dataset))
     assert SearchConfig.from_dict({"data": "x"}).data == ["x"]  # as runs before unions saved it
+
+
+def test_a_fixed_path_runs_one_architecture_and_leaves_the_supernet_as_it_was():
+    from edgedet.search.ranking import fixed_path, recalibrate
+
+    model = Supernet(get_space("tiny"), 64, 2)
+    arch = ArchSpec("tiny", 96, tuple(model.backbone.layers[i].op_names[-1] for i in range(len(model.backbone.layers))))
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    with fixed_path(model, arch):
+        weights = model.train().backbone.sample(5)  # Gumbel draws in training mode: still the fixed ops
+        assert weights.argmax(-1).tolist() == [[OP_NAMES.index(op) for op in arch.ops]] * 5
+        assert model.arch.imgsz == 96 and len(model.points) == sum((96 // s) ** 2 for s in (8, 16, 32))
+        images = torch.rand(4, 3, 96, 96, generator=torch.Generator().manual_seed(0)) * 255
+        recalibrate(model, [images])
+        stem = model.backbone.stem
+        first = stem.conv(stem.pad(normalise(images)))  # the stem BatchNorm's input
+        assert torch.allclose(stem.bn.running_mean, first.mean((0, 2, 3)), atol=1e-5)
+        assert not model.training
+        assert len(model(images)) == 4
+    after = model.state_dict()
+    assert all(torch.equal(after[key], value) for key, value in state.items())
+    assert model.arch.imgsz == 64 and len(model.points) == sum((64 // s) ** 2 for s in (8, 16, 32))
+    with pytest.raises(UsageError, match="not in the searched space"):
+        with fixed_path(model, ArchSpec.default("lite0", 64)):
+            pass
+
+
+def test_the_ranking_check_scores_each_architecture_on_thetas_images(synthetic, tmp_path):
+    """A finished search reloaded with its own split; each architecture's supernet AP under both scorings, Kendall
+    τ against the trained APs; nothing in the supernet changes on the way."""
+    from edgedet.search.ranking import SCORINGS, SearchedSupernet, ranking_check
+
+    searcher = Searcher(_config(synthetic, epochs=2), tmp_path)
+    searcher.fit()
+    supernet = SearchedSupernet.load(tmp_path, max_images=8)
+    assert set(supernet.score_ids) <= {searcher.dataset.image_ids[i] for i in searcher.theta_images}
+    assert len(supernet.score_ids) == min(8, len(searcher.theta_images))
+    layers = supernet.model.backbone.layers
+    archs = {f"arch{k}": ArchSpec("tiny", 64, tuple(layer.op_names[k % len(layer.op_names)] for layer in layers))
+             for k in range(3)}
+    before = {key: value.clone() for key, value in supernet.model.state_dict().items()}
+    result = ranking_check(supernet, archs, {"arch0": 1.0, "arch1": 2.0, "arch2": 3.0})
+    assert all(0 <= ap <= 100 for scoring in SCORINGS for ap in result["scores"][scoring].values())
+    assert all(-1 <= result[f"kendall_tau_{s}"] <= 1 or math.isnan(result[f"kendall_tau_{s}"]) for s in SCORINGS)
+    assert all(torch.equal(supernet.model.state_dict()[key], value) for key, value in before.items())
+    assert supernet.score(archs["arch1"], "inherited") == result["scores"]["inherited"]["arch1"]  # deterministic
+    with pytest.raises(UsageError, match="at least 3 architectures"):
+        ranking_check(supernet, dict(list(archs.items())[:2]), {})
 
 
 def test_departure_costs_measure_how_far_each_candidate_moves_the_pretrained_network():

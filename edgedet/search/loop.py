@@ -145,8 +145,9 @@ class Searcher:
         if not config.data:
             raise UsageError("no search data: give --data DIR (repeat it to search on several datasets)")
         dataset = training_set([Path(d) for d in config.data], config.classes, train_transforms(self.imgsz))
-        self.class_names = dataset.class_names
+        self.dataset, self.class_names = dataset, dataset.class_names
         weight_images, theta_images = split_indices(len(dataset), config.theta_fraction, config.seed)
+        self.weight_images, self.theta_images = weight_images, theta_images
         self.weight_loader = make_loader(Subset(dataset, weight_images), batch=config.batch, workers=config.workers)
         self.theta_loader = make_loader(Subset(dataset, theta_images), batch=config.batch, workers=config.workers)
         self.pretrained = config.pretrained and self.space.name == "lite0" and self.space.width_mult == 1.0

@@ -2,6 +2,7 @@
 benchmarks/README.md has the results and what they mean:
 
     python benchmarks/search_matched.py [--data ../shared/datasets/coco-mini] [--seeds 0 1] [--close-seeds ...]
+        [--search-data DIR ...] [--batch-norm sub_batch|frozen|per_batch] [--also-eval DIR]
 
 A ``--target-ms`` search at MobileNetV2-like's latency on ``--matched-device`` (or at ``--matched-ms``); it,
 MobileNetV2-like and Lite0 scaled by input size to that latency, the prior-only derivation (the same search with θ
@@ -10,6 +11,11 @@ each trained (``edgedet train`` in a child, every ``--seeds``, the searched one
 and scaled Lite0 also every ``--close-seeds``) with one short recipe: AP / AP50 on coco-mini val, CPU and wall minutes
 of each training, and the searched one's paired AP gap to each hand-designed one (a win must exceed two standard
 errors). The models' latencies must be within 5% of the target and every training within the issue's 15 CPU-minutes.
+The search runs on ``--search-data`` (default ``--data``; several: their union, θ on 20% of it) with the single-path
+supernet's ``--batch-norm``; its CPU minutes and peak memory are reported. ``--also-eval DIR`` scores every trained
+model on DIR's val too (coco-mini val2017 person beside people val), with its own paired gaps. The ranking check
+(``edgedet.search.ranking``): each model's supernet AP (path fixed, BatchNorm statistics inherited or recalibrated)
+on θ's held-apart images, and Kendall τ against the trained AP (``--random 4`` or more: at least 8 architectures).
 
 Prints the table and writes ``<--out>/matched.json`` (skipped when it exists: ``--redo``). The search
 (``runs/search/bench-matched*/``) and the trainings (``runs/train/bench-matched-*/``) resume when interrupted and are
@@ -24,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import console, parser_with_common, redo_unless_same, run_child, run_part  # benchmarks/ is our folder
+from _common import children_usage, console, parser_with_common, redo_unless_same, run_child, run_part  # benchmarks/ is our folder
 from rich.table import Table
 
 from edgedet.devices.builder import get_or_build_profile
@@ -32,7 +38,9 @@ from edgedet.devices.latency import predict_ms
 from edgedet.io import atomic_write_json
 from edgedet.pipeline.run import BASELINES
 from edgedet.pipeline.stages import matched_random_archs
+from edgedet.search.config import BATCH_NORMS
 from edgedet.search.derive import prior_only_arch, resolution_scaled
+from edgedet.search.ranking import SearchedSupernet, ranking_check
 from edgedet.space import ArchSpec
 from edgedet.stats import over_seeds, paired_gap
 
@@ -41,11 +49,16 @@ MATCHED_LR = 1e-3  # the trainings' AdamW peak learning rate (runs at another --
 COMPARED = ("mbv2", "lite0_scaled", "prior_only")  # the searched one's paired gap is taken to each
 
 
+def _train_run(name: str, args: argparse.Namespace, seed: int) -> Path:
+    lr_tag = "" if args.train_lr == MATCHED_LR else f"-lr{args.train_lr:g}"
+    data_tag = "" if args.data.name == "coco-mini" else f"-{args.data.name}"  # another dataset: its own folders
+    return Path("runs/train") / f"bench-matched-{name}{data_tag}{lr_tag}{f'-seed{seed}' if seed else ''}"
+
+
 def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """``edgedet train`` in a child process (its CPU time counted: all of it unless it resumed); the result is kept
     in the run folder."""
-    lr_tag = "" if args.train_lr == MATCHED_LR else f"-lr{args.train_lr:g}"
-    run = Path("runs/train") / f"bench-matched-{name}{lr_tag}{f'-seed{seed}' if seed else ''}"
+    run = _train_run(name, args, seed)
     redo_unless_same(run, {"arch": str(arch), "imgsz": arch.imgsz, "data": str(args.data),
                            "classes": args.classes.split(","), "epochs": args.train_epochs, "lr": args.train_lr,
                            "seed": seed})
@@ -62,15 +75,42 @@ def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int)
     return result
 
 
+def _also_eval(train_run: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The trained model's AP on ``--also-eval``'s val (``edgedet eval`` in a child), kept beside its training."""
+    done = train_run / f"also-{args.also_eval.name}.json"
+    if not done.exists():
+        checkpoint = train_run / ("best.pt" if (train_run / "best.pt").exists() else "last.pt")
+        run_child(["eval", str(checkpoint), "--data", str(args.also_eval), "--json-out", str(done)],
+                  Path("runs/eval") / f"{train_run.name}-{args.also_eval.name}")
+    return json.loads(done.read_text())
+
+
+def _search_tag(args: argparse.Namespace) -> str:
+    """What tells this search's folder (and the trainings of what it derived) from the default search's."""
+    data = [Path(d).name for d in args.search_data or [args.data]]
+    return ("" if data == ["coco-mini"] else "-" + "+".join(data)) + (
+        "" if args.batch_norm == "sub_batch" else f"-{args.batch_norm}")
+
+
+def _search(args: argparse.Namespace, target: float, tag: str) -> tuple[Path, dict[str, Any]]:
+    """The search at ``target`` ms and what it cost (runs with other data or BatchNorm have their own folders)."""
+    run = Path(f"runs/search/bench-matched{tag}")
+    data = [str(d) for d in args.search_data or [args.data]]
+    cost = run / "cost.json"
+    if not (run / "arch.json").exists():
+        usage = run_child(["search", "--device", args.matched_device, "--target-ms", str(target),
+                           *[arg for d in data for arg in ("--data", d)], "--classes", args.classes,
+                           "--set", f"batch_norm={args.batch_norm}"], run)
+        atomic_write_json(cost, usage | {"peak_rss_gb": children_usage()[1]})  # the largest child so far: the search
+    return run, json.loads(cost.read_text()) if cost.exists() else {}
+
+
 def matched(args: argparse.Namespace) -> dict[str, Any]:
     lut = get_or_build_profile(args.matched_device).latency_model()
     mbv2 = ArchSpec.parse(BASELINES["mbv2"].arch)
     target = round(args.matched_ms or predict_ms(lut, mbv2), 4)
     tag = f"-{target:g}ms" if args.matched_ms else ""  # runs at another latency keep their own folders
-    run = Path(f"runs/search/bench-matched{tag}")
-    if not (run / "arch.json").exists():
-        run_child(["search", "--device", args.matched_device, "--target-ms", str(target), "--data", str(args.data),
-                   "--classes", args.classes], run)
+    run, search_cost = _search(args, target, tag + _search_tag(args))
     searched = json.loads((run / "arch.json").read_text())
     search_out = {"arch": searched["arch"], "devices": searched["provenance"]["devices"]}
     archs = {"searched": ArchSpec.parse(searched["arch"]), "mbv2": resolution_scaled(mbv2, lut, target),
@@ -78,18 +118,30 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
              "prior_only": prior_only_arch(run / "arch.json"),  # θ ignored: what θ added
              **{name: ArchSpec.parse(a) for name, a in matched_random_archs(search_out, args.random, 5.0).items()}}
     close = ("searched", "lite0_scaled")  # the pair whose gap needs the most seeds: --close-seeds trains them more
-    rows = [{"model": name, "arch": str(arch), "predicted_ms": predict_ms(lut, arch),
-             **over_seeds({seed: _train_child(name + tag, arch, args, seed)
-                           for seed in args.seeds + (args.close_seeds if name in close else [])})}
-            for name, arch in archs.items()]
+    rows = []
+    for name, arch in archs.items():
+        seeds = args.seeds + (args.close_seeds if name in close else [])
+        folder = name + tag + ("" if name in ("mbv2", "lite0_scaled") else _search_tag(args))  # the search's own
+        trained = {seed: _train_child(folder, arch, args, seed) for seed in seeds}
+        row = {"model": name, "arch": str(arch), "predicted_ms": predict_ms(lut, arch), **over_seeds(trained)}
+        if args.also_eval:
+            also = {seed: trained[seed] | _also_eval(_train_run(folder, args, seed), args) for seed in seeds}
+            row["also"] = over_seeds(also)
+        rows.append(row)
     by_name = {row["model"]: row for row in rows}
     randoms = [row["AP"] for row in rows if row["model"].startswith("random")]
     ap, random_median = by_name["searched"]["AP"], float(np.median(randoms))
     gaps = {f"{key}_{name}": value for name in COMPARED
             for key, value in paired_gap(by_name["searched"], by_name[name]).items()}
-    return {"device": args.matched_device, "target_ms": target, "classes": args.classes,
+    if args.also_eval:
+        gaps |= {f"also_{key}_{name}": value for name in COMPARED
+                 for key, value in paired_gap(by_name["searched"]["also"], by_name[name]["also"]).items()}
+    ranking = ranking_check(SearchedSupernet.load(run), archs, {row["model"]: row["AP"] for row in rows})
+    return {"device": args.matched_device, "target_ms": target, "classes": args.classes, "data": args.data.name,
+            "also_eval": args.also_eval.name if args.also_eval else None,
             "train_epochs": args.train_epochs, "train_lr": args.train_lr, "seeds": args.seeds,
-            "close_seeds": args.close_seeds, "rows": rows,
+            "close_seeds": args.close_seeds, "rows": rows, "search_cost": search_cost, "ranking": ranking,
+            **{key: value for key, value in ranking.items() if key.startswith("kendall")},
             "AP": ap, "AP50": by_name["searched"]["AP50"], **gaps,
             "random_median_AP": random_median, "beats_random_median": ap > random_median,
             "within_5pct": all(abs(row["predicted_ms"] / target - 1) <= 0.05 for row in rows),
@@ -104,14 +156,27 @@ def _gap_text(result: dict[str, Any], name: str) -> str:
 
 
 def show(part: str, result: dict[str, Any]) -> None:
-    table = Table("model", f"{result['device']} ms", "AP (per seed)", "AP50", "CPU min", "wall min", "architecture",
-                  title=f"At {result['target_ms']:.2f} ms on {result['device']}: coco-mini {result['classes']}, "
-                        f"{result['train_epochs']} epochs, mean of seeds {result['seeds']}")
+    also = result.get("also_eval")
+    ranking = result.get("ranking", {"scores": {}})
+    table = Table("model", f"{result['device']} ms", "AP (per seed)", "AP50", *([f"{also} AP"] if also else []),
+                  *(f"supernet AP ({scoring})" for scoring in ranking["scores"]), "CPU min", "wall min",
+                  "architecture", title=f"At {result['target_ms']:.2f} ms on {result['device']}: "
+                  f"{result.get('data', 'coco-mini')} {result['classes']}, {result['train_epochs']} epochs, "
+                  f"mean of seeds {result['seeds']}")
     for row in result["rows"]:
         per_seed = ", ".join(f"{ap:.1f}" for ap in row["AP_per_seed"])
         table.add_row(row["model"], f"{row['predicted_ms']:.2f}", f"{row['AP']:.1f} ({per_seed})",
-                      f"{row['AP50']:.1f}", f"{row['cpu_min']:.1f}", f"{row['wall_min']:.1f}", row["arch"])
-    table.caption = "; ".join(_gap_text(result, name) for name in COMPARED)
+                      f"{row['AP50']:.1f}", *([f"{row['also']['AP']:.1f}"] if also else []),
+                      *(f"{scores[row['model']]:.1f}" for scores in ranking["scores"].values()),
+                      f"{row['cpu_min']:.1f}", f"{row['wall_min']:.1f}", row["arch"])
+    notes = [_gap_text(result, name) for name in COMPARED]
+    notes += [f"Kendall τ {key.removeprefix('kendall_tau_')} {value:+.2f}" for key, value in result.items()
+              if key.startswith("kendall_tau")]
+    cost = result.get("search_cost") or {}
+    if cost:
+        notes.append(f"search {cost['cpu_min']:.0f} CPU-min, {cost['wall_min']:.0f} wall min, "
+                     f"{cost['peak_rss_gb']:.1f} GB peak")
+    table.caption = "; ".join(notes)
     console.print(table)
 
 
@@ -129,6 +194,11 @@ def main() -> None:
     add("--seeds", type=int, nargs="+", default=[0, 1], help="every model trained with each; AP is the mean")
     add("--close-seeds", type=int, nargs="*", default=[], help="more seeds for the searched backbone and Lite0 scaled "
         "only (the close pair); a win must exceed two standard errors of the paired gap")
+    add("--search-data", type=Path, nargs="*", default=None, help="the search's data (default --data; several: "
+        "their union, e.g. people and coco-mini, θ on 20%% of it)")
+    add("--batch-norm", default="sub_batch", choices=BATCH_NORMS, help="the single-path supernet's BatchNorm")
+    add("--also-eval", type=Path, default=None, help="another dataset whose val scores every trained model too "
+        "(e.g. ../shared/datasets/coco-mini beside --data ../shared/datasets/people)")
     run_part("matched", parser.parse_args(), matched, show)
 
 

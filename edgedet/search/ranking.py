@@ -16,6 +16,7 @@ the sub-batches that drew it under other layers' random choices:
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,7 +130,8 @@ class SearchedSupernet:
     def _calibration_batches(self, imgsz: int, batch: int = 16) -> list[torch.Tensor]:
         plain = self.dataset.with_transforms(eval_transforms(imgsz))
         device = next(self.model.parameters()).device
-        indices = self.calibration[:RECALIBRATION_BATCHES * batch]
+        draw = min(len(self.calibration), RECALIBRATION_BATCHES * batch)
+        indices = random.Random(0).sample(self.calibration, draw)  # seeded: every architecture on the same images
         return [torch.stack([plain[i][0] for i in indices[start:start + batch]]).float().to(device)
                 for start in range(0, len(indices), batch)]
 

@@ -304,8 +304,8 @@ def train_command(
     epochs: Annotated[Optional[int], typer.Option(help=_default(
         TrainConfig, "epochs", "Training epochs (with --resume: the run's own unless given)."))] = None,
     time: Annotated[Optional[str], typer.Option(
-        help="Time budget, e.g. 90m or 1.5h: the epochs are re-planned after each one so that warm-up + cosine "
-             "end when the time is up (overrides --epochs).")] = None,
+        help="Time budget, e.g. 90m or 1.5h: re-planned every 20 steps from the measured step time so that warm-up "
+             "+ cosine end when the time is up, inside an epoch if need be (overrides --epochs).")] = None,
     batch: Annotated[Optional[int], typer.Option(help=_default(TrainConfig, "batch", "Images per step."))] = None,
     lr: Annotated[Optional[float], typer.Option(help=_default(TrainConfig, "lr", "Peak learning rate."))] = None,
     optimizer: Annotated[Optional[str], typer.Option(help=_default(TrainConfig, "optimizer", "adamw or sgd."))

@@ -1,6 +1,7 @@
 """Training: it learns, it resumes exactly, Ctrl-C keeps the work, settings are checked."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -30,6 +31,27 @@ def test_training_on_synthetic_data_learns(synthetic, tmp_path):
     assert final["AP50"] > 25.0  # 90 steps from ImageNet weights reach ~34; an untrained detector scores ~0
     model, state = load_detector(tmp_path / "best.pt")
     assert state["class_names"] == ["circle", "square", "triangle"] and model.arch.imgsz == 128
+
+
+def test_a_time_budget_anneals_on_time_even_inside_one_epoch(synthetic, tmp_path, monkeypatch):
+    """A clock where every step takes 1 s: with 6-step epochs and a 40 s budget the cosine is re-planned to end at
+    the budget, whatever ``epochs`` said, and the run stops there at the schedule's floor; with a budget shorter
+    than one epoch it stops inside the first one, annealed too."""
+    import types
+
+    import edgedet.train.engine as engine
+
+    clock = iter(range(10**6))
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(perf_counter=lambda: next(clock) / 2))  # 2 per step
+    monkeypatch.setattr(engine, "PLAN_EVERY", 2)
+    for budget, most_steps in (("40s", 40), ("4s", 5)):
+        trainer = Trainer(_config(synthetic, epochs=30, time=budget, eval_every=100, warmup_epochs=0),
+                          tmp_path / budget)
+        final = trainer.fit()
+        steps = trainer.scheduler.last_epoch
+        assert 0 < steps <= most_steps and trainer.schedule.total_steps == steps
+        assert final["lr"] == pytest.approx(2e-3 * 0.05, rel=0.2)  # the cosine's end: lr · min_lr_ratio
+        assert final["epochs"] == math.ceil(steps / len(trainer.loader)) < 30
 
 
 def test_resume_continues_exactly(synthetic, tmp_path):

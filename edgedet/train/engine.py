@@ -139,11 +139,12 @@ class Trainer:
         with step_progress(disable=bool(self.rank)) as bar:
             task = bar.add_task(f"epoch {epoch + 1}/{self.planned_epochs()}", total=len(self.loader), status="")
             for step, (images, targets) in enumerate(self.loader):
-                elapsed = time.perf_counter() - start
-                if self.budget_s is not None and step and step % PLAN_EVERY == 0:
-                    self.replan(time_left - elapsed, elapsed / step)
-                if self.budget_s is not None and self._out_of_budget(elapsed > time_left):
-                    break
+                if self.budget_s is not None:
+                    elapsed = time.perf_counter() - start
+                    if step and step % PLAN_EVERY == 0:
+                        self.replan(time_left - elapsed, elapsed / step)
+                    if self._out_of_budget(elapsed > time_left):
+                        break
                 images, targets = to_device(images, targets, self.device)
                 losses = self.net(images, targets)
                 loss = sum(losses.values())
@@ -158,7 +159,7 @@ class Trainer:
                 seen += len(images)
                 for key, value in losses.items():
                     totals[key] = totals.get(key, 0.0) + value.item() * len(images)
-                rate = seen / max(time.perf_counter() - start, 1e-9)
+                rate = seen / (time.perf_counter() - start)
                 bar.update(task, advance=1, status=" ".join(f"{k[5:]} {v / seen:.3f}" for k, v in totals.items())
                            + f" {rate:.1f} img/s")
         elapsed = time.perf_counter() - start

@@ -19,7 +19,7 @@ import json
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +97,15 @@ class SearchedSupernet:
 
     model: Supernet
     class_names: list[str]
-    first: CocoDetection  # the first dataset's train split
-    score_ids: list[int]  # its image ids among θ's images
+    dataset: CocoDetection | UnionDetection  # the search's training images
+    score_ids: list[int]  # the first dataset's image ids among θ's images
     calibration: list[int]  # indices into ``dataset`` among the weights' images
-    dataset: CocoDetection | UnionDetection
+    _batches: dict[int, list[torch.Tensor]] = field(default_factory=dict, repr=False)  # uint8, per input size
+
+    @property
+    def first(self) -> CocoDetection:
+        """The first dataset's train split: what the scores are measured on."""
+        return self.dataset.parts[0] if isinstance(self.dataset, UnionDetection) else self.dataset
 
     @classmethod
     def load(cls, run: Path, *, max_images: int | None = 300) -> "SearchedSupernet":
@@ -111,10 +116,10 @@ class SearchedSupernet:
         config = SearchConfig.from_dict(json.loads((run / "config.json").read_text()))
         searcher = Searcher(config, run)
         searcher.model.load_state_dict(read_checkpoint(run / "last.pt")["model"])
-        first = searcher.dataset.parts[0] if isinstance(searcher.dataset, UnionDetection) else searcher.dataset
-        score_ids = [first.image_ids[i] for i in searcher.theta_images if i < len(first)][:max_images]
-        return cls(searcher.model.eval(), searcher.class_names, first, score_ids, searcher.weight_images,
-                   searcher.dataset)
+        supernet = cls(searcher.model.eval(), searcher.class_names, searcher.dataset, [], searcher.weight_images)
+        first = supernet.first
+        supernet.score_ids = [first.image_ids[i] for i in searcher.theta_images if i < len(first)][:max_images]
+        return supernet
 
     def score(self, arch: ArchSpec, scoring: str) -> float:
         """The supernet's AP for ``arch`` on the scoring images, its BatchNorm statistics read as ``scoring`` says."""
@@ -128,12 +133,15 @@ class SearchedSupernet:
         return float(report.metrics["AP"])
 
     def _calibration_batches(self, imgsz: int, batch: int = 16) -> list[torch.Tensor]:
-        plain = self.dataset.with_transforms(eval_transforms(imgsz))
+        """The recalibration images at ``imgsz``, decoded once per input size (every architecture at it reuses them)."""
+        if imgsz not in self._batches:
+            plain = self.dataset.with_transforms(eval_transforms(imgsz))
+            draw = min(len(self.calibration), RECALIBRATION_BATCHES * batch)
+            indices = random.Random(0).sample(self.calibration, draw)  # seeded: every architecture on the same ones
+            self._batches[imgsz] = [torch.stack([plain[i][0] for i in indices[start:start + batch]])
+                                    for start in range(0, len(indices), batch)]
         device = next(self.model.parameters()).device
-        draw = min(len(self.calibration), RECALIBRATION_BATCHES * batch)
-        indices = random.Random(0).sample(self.calibration, draw)  # seeded: every architecture on the same images
-        return [torch.stack([plain[i][0] for i in indices[start:start + batch]]).float().to(device)
-                for start in range(0, len(indices), batch)]
+        return [images.float().to(device) for images in self._batches[imgsz]]
 
 
 def ranking_check(supernet: SearchedSupernet, archs: dict[str, ArchSpec], trained_ap: dict[str, float]

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import children_usage, console, parser_with_common, redo_unless_same, run_child, run_part  # benchmarks/ is our folder
+from _common import (children_usage, console, parser_with_common, redo_unless_same, run_child,  # benchmarks/ is
+                     run_part)  # our folder
 from rich.table import Table
 
 from edgedet.devices.builder import get_or_build_profile

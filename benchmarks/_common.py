@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
@@ -23,20 +23,22 @@ from edgedet.reuse import changed_settings
 console = Console()
 
 
-def children_usage() -> tuple[float, float]:
-    """(CPU seconds, peak RSS in GB of the largest process) over every finished child so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024**2
-
-
-def run_child(command: list[str], run: Path) -> dict[str, float]:
-    """``edgedet COMMAND`` into the run folder ``run`` (resumed when it holds a last.pt) in a child process: its wall
-    and CPU minutes (all of them, not only this process's)."""
+def run_child(command: list[str], run: Path, cores: set[int] | None = None) -> dict[str, float]:
+    """``edgedet COMMAND`` into the run folder ``run`` (resumed when it holds a last.pt) in a child process, pinned to
+    ``cores`` when given (one thread per core): its wall and CPU minutes and peak memory, its own and its
+    data-loading workers' (``wait4``: children running side by side are counted apart)."""
     command = [*command, "--name", run.name, *(["--resume"] if (run / "last.pt").exists() else [])]
-    console.print("running: edgedet " + " ".join(command))
-    cpu_before, start = children_usage()[0], time.perf_counter()
-    subprocess.run([sys.executable, "-m", "edgedet", *command], check=True)
-    return {"wall_min": (time.perf_counter() - start) / 60, "cpu_min": (children_usage()[0] - cpu_before) / 60}
+    console.print("running: edgedet " + " ".join(command) + (f" (cores {sorted(cores)})" if cores else ""))
+    env = os.environ | ({"OMP_NUM_THREADS": str(len(cores))} if cores else {})
+    start = time.perf_counter()
+    pinned = ["taskset", "--cpu-list", ",".join(map(str, sorted(cores)))] if cores else []  # execs: same pid
+    child = subprocess.Popen([*pinned, sys.executable, "-m", "edgedet", *command], env=env)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, child.args)
+    return {"wall_min": (time.perf_counter() - start) / 60, "cpu_min": (usage.ru_utime + usage.ru_stime) / 60,
+            "peak_rss_gb": usage.ru_maxrss / 1024**2}
 
 
 def redo_unless_same(run: Path, wanted: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from _common import children_usage, console, parser_with_common, redo_unless_same, run_child, run_part
+from _common import console, parser_with_common, redo_unless_same, run_child, run_part
 from rich.table import Table
 from train_throughput import images_per_second, random_batch  # benchmarks/ is the script's folder
 
@@ -75,7 +75,7 @@ def cost(args: argparse.Namespace) -> dict[str, Any]:
     usage = run_child(["search", "--device", "jetson", "--data", str(args.data)], run)
     provenance = json.loads((run / "arch.json").read_text())["provenance"]
     return {"command": "edgedet search --device jetson --data " + str(args.data), **usage,
-            "search_min": provenance["search_s"] / 60, "peak_rss_gb": children_usage()[1],
+            "search_min": provenance["search_s"] / 60,
             "all_finite": _all_finite(run / "log.csv"),
             "epochs": provenance["epochs_done"], "arch": provenance["argmax"],
             "predicted_ms_jetson": provenance["devices"][0]["predicted_ms"], "fbnet_gpu_hours": FBNET_GPU_HOURS}

@@ -2,7 +2,8 @@
 benchmarks/README.md has the results and what they mean:
 
     python benchmarks/search_matched.py [--data ../shared/datasets/coco-mini] [--seeds 0 1] [--close-seeds ...]
-        [--search-data DIR ...] [--batch-norm sub_batch|frozen|per_batch] [--also-eval DIR]
+        [--search-data DIR ...] [--batch-norm sub_batch|frozen|per_batch] [--search-set KEY=VALUE ...]
+        [--also-eval DIR] [--train-time 8m] [--train-set KEY=VALUE ...] [--parallel 2]
 
 A ``--target-ms`` search at MobileNetV2-like's latency on ``--matched-device`` (or at ``--matched-ms``); it,
 MobileNetV2-like and Lite0 scaled by input size to that latency, the prior-only derivation (the same search with θ
@@ -16,6 +17,8 @@ supernet's ``--batch-norm``; its CPU minutes and peak memory are reported. ``--a
 model on DIR's val too (coco-mini val2017 person beside people val), with its own paired gaps. The ranking check
 (``edgedet.search.ranking``): each model's supernet AP (path fixed, BatchNorm statistics inherited or recalibrated)
 on θ's held-apart images, and Kendall τ against the trained AP (``--random 4`` or more: at least 8 architectures).
+On a larger dataset, where an epoch alone is past the budget, ``--train-time`` gives every training the same time
+budget instead (its cosine ends on time), and ``--parallel 2`` trains two side by side, each pinned to its own core.
 
 Prints the table and writes ``<--out>/matched.json`` (skipped when it exists: ``--redo``). The search
 (``runs/search/bench-matched*/``) and the trainings (``runs/train/bench-matched-*/``) resume when interrupted and are
@@ -26,11 +29,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import queue
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import (children_usage, console, parser_with_common, redo_unless_same, run_child,  # benchmarks/ is
+from _common import (console, parser_with_common, redo_unless_same, run_child,  # benchmarks/ is
                      run_part)  # our folder
 from rich.table import Table
 
@@ -53,56 +59,101 @@ COMPARED = ("mbv2", "lite0_scaled", "prior_only")  # the searched one's paired g
 def _train_run(name: str, args: argparse.Namespace, seed: int) -> Path:
     lr_tag = "" if args.train_lr == MATCHED_LR else f"-lr{args.train_lr:g}"
     data_tag = "" if args.data.name == "coco-mini" else f"-{args.data.name}"  # another dataset: its own folders
-    return Path("runs/train") / f"bench-matched-{name}{data_tag}{lr_tag}{f'-seed{seed}' if seed else ''}"
+    time_tag = (f"-{args.train_time}" if args.train_time else "") + _settings_tag(args.train_set)
+    return Path("runs/train") / f"bench-matched-{name}{data_tag}{lr_tag}{time_tag}{f'-seed{seed}' if seed else ''}"
 
 
-def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """``edgedet train`` in a child process (its CPU time counted: all of it unless it resumed); the result is kept
-    in the run folder."""
+def _settings_tag(pairs: list[str]) -> str:
+    """KEY=VALUE settings in a run folder's name (``-epochs3``): runs made with other ones keep their own folders."""
+    return "".join("-" + pair.replace("=", "") for pair in pairs)
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs as a run's config.json holds them (numbers and lists parsed; anything else a string)."""
+    def value(text: str) -> Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+
+    return {key: value(text) for key, _, text in (pair.partition("=") for pair in pairs)}
+
+
+def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int,
+                 cores: set[int] | None = None) -> dict[str, Any]:
+    """``edgedet train`` in a child process (its CPU time counted: all of it unless it resumed), then its AP on
+    ``--also-eval``'s val (``also``); the result is kept in the run folder."""
     run = _train_run(name, args, seed)
     redo_unless_same(run, {"arch": str(arch), "imgsz": arch.imgsz, "data": str(args.data),
                            "classes": args.classes.split(","), "epochs": args.train_epochs, "lr": args.train_lr,
-                           "seed": seed})
+                           "time": args.train_time, "seed": seed, **_settings(args.train_set)})
     done = run / "bench.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    usage = run_child(["train", "--arch", str(arch), "--imgsz", str(arch.imgsz), "--data", str(args.data),
-                       "--classes", args.classes, "--epochs", str(args.train_epochs), "--eval-every",
-                       str(args.train_epochs), "--lr", str(args.train_lr), "--seed", str(seed),
-                       "--json-out", str(run / "final.json")], run)
-    final = json.loads((run / "final.json").read_text())
-    result = {"arch": str(arch), "AP": final["AP"], "AP50": final["AP50"], **usage}
-    atomic_write_json(done, result)
-    return result
+    if not done.exists():
+        usage = run_child(["train", "--arch", str(arch), "--imgsz", str(arch.imgsz), "--data", str(args.data),
+                           "--classes", args.classes, "--epochs", str(args.train_epochs), "--eval-every",
+                           str(args.train_epochs), "--lr", str(args.train_lr), "--seed", str(seed),
+                           *(["--time", args.train_time] if args.train_time else []),
+                           *[arg for setting in args.train_set for arg in ("--set", setting)],
+                           "--json-out", str(run / "final.json")], run, cores)
+        final = json.loads((run / "final.json").read_text())
+        atomic_write_json(done, {"arch": str(arch), "AP": final["AP"], "AP50": final["AP50"], **usage})
+    result = json.loads(done.read_text())
+    return result | ({"also": _also_eval(run, args, cores)} if args.also_eval else {})
 
 
-def _also_eval(train_run: Path, args: argparse.Namespace) -> dict[str, Any]:
+def _also_eval(train_run: Path, args: argparse.Namespace, cores: set[int] | None) -> dict[str, Any]:
     """The trained model's AP on ``--also-eval``'s val (``edgedet eval`` in a child), kept beside its training."""
     done = train_run / f"also-{args.also_eval.name}.json"
     if not done.exists():
         checkpoint = train_run / ("best.pt" if (train_run / "best.pt").exists() else "last.pt")
         run_child(["eval", str(checkpoint), "--data", str(args.also_eval), "--json-out", str(done)],
-                  Path("runs/eval") / f"{train_run.name}-{args.also_eval.name}")
+                  Path("runs/eval") / f"{train_run.name}-{args.also_eval.name}", cores)
     return json.loads(done.read_text())
+
+
+def _train_all(jobs: dict[tuple[str, int], tuple[str, ArchSpec]], args: argparse.Namespace
+               ) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every (model, seed) trained, ``--parallel`` at a time, each pinned to its own share of this process's cores
+    (side by side on a shared machine: each training's CPU is its own, not its neighbour's)."""
+    if args.parallel == 1:
+        return {key: _train_child(folder, arch, args, key[1]) for key, (folder, arch) in jobs.items()}
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < args.parallel:
+        raise SystemExit(f"--parallel {args.parallel}: this process may use only {len(cores)} cores")
+    free: queue.Queue[set[int]] = queue.Queue()
+    for share in np.array_split(cores, args.parallel):
+        free.put({int(core) for core in share})
+
+    def pinned(key: tuple[str, int]) -> dict[str, Any]:
+        share = free.get()
+        try:
+            return _train_child(*jobs[key], args, key[1], share)
+        finally:
+            free.put(share)
+
+    with ThreadPoolExecutor(args.parallel) as pool:
+        return dict(zip(jobs, pool.map(pinned, jobs)))
 
 
 def _search_tag(args: argparse.Namespace) -> str:
     """What tells this search's folder (and the trainings of what it derived) from the default search's."""
     data = [Path(d).name for d in args.search_data or [args.data]]
     return ("" if data == ["coco-mini"] else "-" + "+".join(data)) + (
-        "" if args.batch_norm == "sub_batch" else f"-{args.batch_norm}")
+        "" if args.batch_norm == "sub_batch" else f"-{args.batch_norm}") + _settings_tag(args.search_set)
 
 
 def _search(args: argparse.Namespace, target: float, tag: str) -> tuple[Path, dict[str, Any]]:
-    """The search at ``target`` ms and what it cost (runs with other data or BatchNorm have their own folders)."""
+    """The search at ``target`` ms and what it cost (runs with other data, BatchNorm or settings have their own
+    folders)."""
     run = Path(f"runs/search/bench-matched{tag}")
     data = [str(d) for d in args.search_data or [args.data]]
     cost = run / "cost.json"
     if not (run / "arch.json").exists():
+        settings = [f"batch_norm={args.batch_norm}", *args.search_set]
         usage = run_child(["search", "--device", args.matched_device, "--target-ms", str(target),
                            *[arg for d in data for arg in ("--data", d)], "--classes", args.classes,
-                           "--set", f"batch_norm={args.batch_norm}"], run)
-        atomic_write_json(cost, usage | {"peak_rss_gb": children_usage()[1]})  # the largest child so far: the search
+                           *[arg for setting in settings for arg in ("--set", setting)]], run)
+        atomic_write_json(cost, usage)
     return run, json.loads(cost.read_text()) if cost.exists() else {}
 
 
@@ -119,15 +170,16 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
              "prior_only": prior_only_arch(run / "arch.json"),  # θ ignored: what θ added
              **{name: ArchSpec.parse(a) for name, a in matched_random_archs(search_out, args.random, 5.0).items()}}
     close = ("searched", "lite0_scaled")  # the pair whose gap needs the most seeds: --close-seeds trains them more
+    jobs = {(name, seed): (name + tag + ("" if name in ("mbv2", "lite0_scaled") else _search_tag(args)), arch)
+            for name, arch in archs.items()  # the search's own models keep its tag in their folders
+            for seed in args.seeds + (args.close_seeds if name in close else [])}
+    trained = _train_all(jobs, args)
     rows = []
     for name, arch in archs.items():
-        seeds = args.seeds + (args.close_seeds if name in close else [])
-        folder = name + tag + ("" if name in ("mbv2", "lite0_scaled") else _search_tag(args))  # the search's own
-        trained = {seed: _train_child(folder, arch, args, seed) for seed in seeds}
-        row = {"model": name, "arch": str(arch), "predicted_ms": predict_ms(lut, arch), **over_seeds(trained)}
+        per_seed = {seed: result for (model, seed), result in trained.items() if model == name}
+        row = {"model": name, "arch": str(arch), "predicted_ms": predict_ms(lut, arch), **over_seeds(per_seed)}
         if args.also_eval:
-            also = {seed: trained[seed] | _also_eval(_train_run(folder, args, seed), args) for seed in seeds}
-            row["also"] = over_seeds(also)
+            row["also"] = over_seeds({seed: result | result["also"] for seed, result in per_seed.items()})
         rows.append(row)
     by_name = {row["model"]: row for row in rows}
     randoms = [row["AP"] for row in rows if row["model"].startswith("random")]
@@ -198,6 +250,13 @@ def main() -> None:
     add("--search-data", type=Path, nargs="*", default=None, help="the search's data (default --data; several: "
         "their union, e.g. people and coco-mini, θ on 20%% of it)")
     add("--batch-norm", default="sub_batch", choices=BATCH_NORMS, help="the single-path supernet's BatchNorm")
+    add("--train-time", default=None, help="every training's time budget (edgedet train --time, e.g. 7m): its "
+        "cosine ends on time, whatever --train-epochs says")
+    add("--train-set", nargs="*", default=[], metavar="KEY=VALUE", help="the trainings' other settings (edgedet "
+        "train --set), e.g. warmup_epochs=0.1 under a short --train-time")
+    add("--parallel", type=int, default=1, help="trainings side by side, each pinned to its own share of the cores")
+    add("--search-set", nargs="*", default=[], metavar="KEY=VALUE", help="the search's other settings (edgedet "
+        "search --set), e.g. epochs=3 warmup_epochs=1; a search with others has its own folder")
     add("--also-eval", type=Path, default=None, help="another dataset whose val scores every trained model too "
         "(e.g. ../shared/datasets/coco-mini beside --data ../shared/datasets/people)")
     run_part("matched", parser.parse_args(), matched, show)

@@ -28,6 +28,7 @@ reused only while their settings are the same.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import queue
@@ -84,7 +85,7 @@ def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int,
     """``edgedet train`` in a child process (its CPU time counted: all of it unless it resumed), then its AP on
     ``--also-eval``'s val (``also``); the result is kept in the run folder."""
     run = _train_run(name, args, seed)
-    redo_unless_same(run, {"arch": str(arch), "imgsz": arch.imgsz, "data": str(args.data),
+    redo_unless_same(run, {"arch": str(arch), "imgsz": arch.imgsz, "data": [str(args.data)],  # a list: TrainConfig
                            "classes": args.classes.split(","), "epochs": args.train_epochs, "lr": args.train_lr,
                            "time": args.train_time, "seed": seed, **_settings(args.train_set)})
     done = run / "bench.json"
@@ -97,8 +98,15 @@ def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int,
                            "--json-out", str(run / "final.json")], run, cores)
         final = json.loads((run / "final.json").read_text())
         atomic_write_json(done, {"arch": str(arch), "AP": final["AP"], "AP50": final["AP50"], **usage})
-    result = json.loads(done.read_text())
+    result = json.loads(done.read_text()) | {"images_seen": _images_seen(run)}
     return result | ({"also": _also_eval(run, args, cores)} if args.also_eval else {})
+
+
+def _images_seen(run: Path) -> float:
+    """About how many training images the run saw (each epoch's images/s x seconds): under one time budget a model
+    that trains faster sees more."""
+    with open(run / "log.csv", newline="") as log:
+        return sum(float(row["images_per_s"]) * float(row["epoch_s"]) for row in csv.DictReader(log))
 
 
 def _also_eval(train_run: Path, args: argparse.Namespace, cores: set[int] | None) -> dict[str, Any]:
@@ -177,7 +185,8 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for name, arch in archs.items():
         per_seed = {seed: result for (model, seed), result in trained.items() if model == name}
-        row = {"model": name, "arch": str(arch), "predicted_ms": predict_ms(lut, arch), **over_seeds(per_seed)}
+        row = {"model": name, "arch": str(arch), "predicted_ms": predict_ms(lut, arch), **over_seeds(per_seed),
+               "images_seen": float(np.mean([result["images_seen"] for result in per_seed.values()]))}
         if args.also_eval:
             row["also"] = over_seeds({seed: result | result["also"] for seed, result in per_seed.items()})
         rows.append(row)
@@ -192,7 +201,8 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
     ranking = ranking_check(SearchedSupernet.load(run), archs, {row["model"]: row["AP"] for row in rows})
     return {"device": args.matched_device, "target_ms": target, "classes": args.classes, "data": args.data.name,
             "also_eval": args.also_eval.name if args.also_eval else None,
-            "train_epochs": args.train_epochs, "train_lr": args.train_lr, "seeds": args.seeds,
+            "train_epochs": args.train_epochs, "train_time": args.train_time, "train_lr": args.train_lr,
+            "seeds": args.seeds,
             "close_seeds": args.close_seeds, "rows": rows, "search_cost": search_cost, "ranking": ranking,
             **{key: value for key, value in ranking.items() if key.startswith("kendall")},
             "AP": ap, "AP50": by_name["searched"]["AP50"], **gaps,
@@ -212,15 +222,17 @@ def show(part: str, result: dict[str, Any]) -> None:
     also = result.get("also_eval")
     ranking = result.get("ranking", {"scores": {}})
     table = Table("model", f"{result['device']} ms", "AP (per seed)", "AP50", *([f"{also} AP"] if also else []),
-                  *(f"supernet AP ({scoring})" for scoring in ranking["scores"]), "CPU min", "wall min",
-                  "architecture", title=f"At {result['target_ms']:.2f} ms on {result['device']}: "
-                  f"{result.get('data', 'coco-mini')} {result['classes']}, {result['train_epochs']} epochs, "
+                  *(f"supernet AP ({scoring})" for scoring in ranking["scores"]), "images seen", "CPU min",
+                  "wall min", "architecture", title=f"At {result['target_ms']:.2f} ms on {result['device']}: "
+                  f"{result.get('data', 'coco-mini')} {result['classes']}, "
+                  f"{result.get('train_time') or str(result['train_epochs']) + ' epochs'} each, "
                   f"mean of seeds {result['seeds']}")
     for row in result["rows"]:
         per_seed = ", ".join(f"{ap:.1f}" for ap in row["AP_per_seed"])
         table.add_row(row["model"], f"{row['predicted_ms']:.2f}", f"{row['AP']:.1f} ({per_seed})",
                       f"{row['AP50']:.1f}", *([f"{row['also']['AP']:.1f}"] if also else []),
                       *(f"{scores[row['model']]:.1f}" for scores in ranking["scores"].values()),
+                      f"{row['images_seen']:.0f}" if "images_seen" in row else "-",
                       f"{row['cpu_min']:.1f}", f"{row['wall_min']:.1f}", row["arch"])
     notes = [_gap_text(result, name) for name in COMPARED]
     notes += [f"Kendall τ {key.removeprefix('kendall_tau_')} {value:+.2f}" for key, value in result.items()

@@ -8,9 +8,9 @@ benchmarks/README.md has the results and what they mean:
 A ``--target-ms`` search at MobileNetV2-like's latency on ``--matched-device`` (or at ``--matched-ms``); it,
 MobileNetV2-like and Lite0 scaled by input size to that latency, the prior-only derivation (the same search with θ
 ignored: what θ added) and ``--random`` random ones (the pipeline's, within 5% of the searched one's latency) are
-each trained (``edgedet train`` in a child, every ``--seeds``, the searched one
-and scaled Lite0 also every ``--close-seeds``) with one short recipe: AP / AP50 on coco-mini val, CPU and wall minutes
-of each training, and the searched one's paired AP gap to each hand-designed one (a win must exceed two standard
+each trained (``edgedet train`` in a child, every ``--seeds``, the searched one and scaled Lite0, or the
+``--close-models``, also every ``--close-seeds``) with one short recipe: AP / AP50 on coco-mini val, CPU and wall
+minutes of each training, and the searched one's paired AP gap to each hand-designed one (a win must exceed two standard
 errors). The models' latencies must be within 5% of the target and every training within the issue's 15 CPU-minutes.
 The search runs on ``--search-data`` (default ``--data``; several: their union, θ on 20% of it) with the single-path
 supernet's ``--batch-norm``; its CPU minutes and peak memory are reported. ``--also-eval DIR`` scores every trained
@@ -177,10 +177,9 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
              "lite0_scaled": resolution_scaled(ArchSpec.default("lite0"), lut, target),
              "prior_only": prior_only_arch(run / "arch.json"),  # θ ignored: what θ added
              **{name: ArchSpec.parse(a) for name, a in matched_random_archs(search_out, args.random, 5.0).items()}}
-    close = ("searched", "lite0_scaled")  # the pair whose gap needs the most seeds: --close-seeds trains them more
     jobs = {(name, seed): (name + tag + ("" if name in ("mbv2", "lite0_scaled") else _search_tag(args)), arch)
             for name, arch in archs.items()  # the search's own models keep its tag in their folders
-            for seed in args.seeds + (args.close_seeds if name in close else [])}
+            for seed in args.seeds + (args.close_seeds if name in args.close_models else [])}
     trained = _train_all(jobs, args)
     rows = []
     for name, arch in archs.items():
@@ -257,8 +256,10 @@ def main() -> None:
     add("--train-lr", type=float, default=MATCHED_LR, help="peak learning rate of every training")
     add("--random", type=int, default=3, help="random architectures at the searched one's latency")
     add("--seeds", type=int, nargs="+", default=[0, 1], help="every model trained with each; AP is the mean")
-    add("--close-seeds", type=int, nargs="*", default=[], help="more seeds for the searched backbone and Lite0 scaled "
-        "only (the close pair); a win must exceed two standard errors of the paired gap")
+    add("--close-seeds", type=int, nargs="*", default=[], help="more seeds for the --close-models only (the close "
+        "pair: the searched backbone and Lite0 scaled); a win must exceed two standard errors of the paired gap")
+    add("--close-models", nargs="+", default=["searched", "lite0_scaled"], choices=["searched", *COMPARED],
+        help="the models trained every --close-seeds too (add prior_only for a noise estimate of what θ added)")
     add("--search-data", type=Path, nargs="*", default=None, help="the search's data (default --data; several: "
         "their union, e.g. people and coco-mini, θ on 20%% of it)")
     add("--batch-norm", default="sub_batch", choices=BATCH_NORMS, help="the single-path supernet's BatchNorm")

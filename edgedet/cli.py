@@ -22,7 +22,7 @@ from edgedet.io import run_dir
 from edgedet.reuse import changed_settings
 from edgedet.search.config import SearchConfig
 from edgedet.space.archspec import ArchSpec
-from edgedet.settings import default_of
+from edgedet.settings import default_of, parse_set_items
 from edgedet.train.config import TrainConfig
 
 app = typer.Typer(
@@ -266,16 +266,7 @@ def _settings(config_file: Optional[Path], options: dict[str, Any], items: Optio
             raise UsageError(f"--config {config_file}: cannot read it as YAML ({str(err).splitlines()[0]})") from err
         if not isinstance(values, dict):
             raise UsageError(f"--config {config_file}: expected a mapping of setting: value")
-    values |= {key: value for key, value in options.items() if value is not None}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set {item!r}: use KEY=VALUE, e.g. --set weight_decay=0.01")
-        try:
-            values[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            raise UsageError(f"--set {item!r}: cannot read the value as YAML ({str(err).splitlines()[0]})") from None
-    return values
+    return values | {key: value for key, value in options.items() if value is not None} | parse_set_items(items or [])
 
 
 def _default(schema: type, key: str, text: str) -> str:

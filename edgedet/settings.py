@@ -13,6 +13,23 @@ from typing import Any
 from edgedet.errors import UsageError
 
 
+def parse_set_items(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as a run stores them: each value read as YAML (``0.05`` a number, ``[16, 1]`` a
+    list, anything else a string)."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: use KEY=VALUE, e.g. --set weight_decay=0.01")
+        try:
+            values[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise UsageError(f"--set {item!r}: cannot read the value as YAML ({str(err).splitlines()[0]})") from None
+    return values
+
+
 def parse_duration(text: str) -> float:
     """Seconds from ``90m``, ``1.5h``, ``600s`` or a bare number of minutes."""
     units = {"s": 1, "m": 60, "h": 3600}

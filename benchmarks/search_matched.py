@@ -49,6 +49,7 @@ from edgedet.pipeline.stages import matched_random_archs
 from edgedet.search.config import BATCH_NORMS
 from edgedet.search.derive import prior_only_arch, resolution_scaled
 from edgedet.search.ranking import SearchedSupernet, ranking_check
+from edgedet.settings import parse_set_items
 from edgedet.space import ArchSpec
 from edgedet.stats import over_seeds, paired_gap
 
@@ -69,17 +70,6 @@ def _settings_tag(pairs: list[str]) -> str:
     return "".join("-" + pair.replace("=", "") for pair in pairs)
 
 
-def _settings(pairs: list[str]) -> dict[str, Any]:
-    """KEY=VALUE pairs as a run's config.json holds them (numbers and lists parsed; anything else a string)."""
-    def value(text: str) -> Any:
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            return text
-
-    return {key: value(text) for key, _, text in (pair.partition("=") for pair in pairs)}
-
-
 def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int,
                  cores: set[int] | None = None) -> dict[str, Any]:
     """``edgedet train`` in a child process (its CPU time counted: all of it unless it resumed), then its AP on
@@ -87,7 +77,7 @@ def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int,
     run = _train_run(name, args, seed)
     redo_unless_same(run, {"arch": str(arch), "imgsz": arch.imgsz, "data": [str(args.data)],  # a list: TrainConfig
                            "classes": args.classes.split(","), "epochs": args.train_epochs, "lr": args.train_lr,
-                           "time": args.train_time, "seed": seed, **_settings(args.train_set)})
+                           "time": args.train_time, "seed": seed, **parse_set_items(args.train_set)})
     done = run / "bench.json"
     if not done.exists():
         usage = run_child(["train", "--arch", str(arch), "--imgsz", str(arch.imgsz), "--data", str(args.data),

@@ -113,14 +113,13 @@ def _train_all(jobs: dict[tuple[str, int], tuple[str, ArchSpec]], args: argparse
                ) -> dict[tuple[str, int], dict[str, Any]]:
     """Every (model, seed) trained, ``--parallel`` at a time, each pinned to its own share of this process's cores
     (side by side on a shared machine: each training's CPU is its own, not its neighbour's)."""
-    if args.parallel == 1:
-        return {key: _train_child(folder, arch, args, key[1]) for key, (folder, arch) in jobs.items()}
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < args.parallel:
         raise SystemExit(f"--parallel {args.parallel}: this process may use only {len(cores)} cores")
-    free: queue.Queue[set[int]] = queue.Queue()
-    for share in np.array_split(cores, args.parallel):
-        free.put({int(core) for core in share})
+    free: queue.Queue[set[int] | None] = queue.Queue()
+    for share in ([None] if args.parallel == 1  # one at a time: on every core, unpinned
+                  else [{int(core) for core in share} for share in np.array_split(cores, args.parallel)]):
+        free.put(share)
 
     def pinned(key: tuple[str, int]) -> dict[str, Any]:
         share = free.get()

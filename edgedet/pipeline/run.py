@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import yaml
 
 from edgedet.errors import UsageError
 from edgedet.io import atomic_write_json
 from edgedet.progress import stderr
 from edgedet.reuse import settings_digest
+from edgedet.settings import parse_set_items
 
 MANIFEST = "manifest.json"
 FILE_SUFFIXES = {".json", ".pt", ".onnx", ".md", ".png", ".yaml"}  # outputs that must still exist to skip a stage
@@ -58,14 +58,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``["train.epochs=5", "search.batch=8"]`` -> ``{"train": {"epochs": 5}, "search": {"batch": 8}}``."""
+    """``["train.epochs=5", "search.batch=8"]`` -> ``{"train": {"epochs": 5}, "search": {"batch": 8}}`` (values read
+    as ``--set`` reads them everywhere: ``parse_set_items``)."""
     out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
+    for key, value in parse_set_items(items).items():
         stage, dot, setting = key.partition(".")
-        if not sep or not dot or stage not in STAGES:
-            raise UsageError(f"--set {item}: use STAGE.KEY=VALUE with STAGE one of {', '.join(STAGES)}")
-        out.setdefault(stage, {})[setting] = yaml.safe_load(value)
+        if not dot or not setting or stage not in STAGES:
+            raise UsageError(f"--set {key}={value}: use STAGE.KEY=VALUE with STAGE one of {', '.join(STAGES)}")
+        out.setdefault(stage, {})[setting] = value
     return out
 
 

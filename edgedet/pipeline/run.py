@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-
 from edgedet.errors import UsageError
 from edgedet.io import atomic_write_json
 from edgedet.progress import stderr
@@ -60,11 +59,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     """``["train.epochs=5", "search.batch=8"]`` -> ``{"train": {"epochs": 5}, "search": {"batch": 8}}`` (values read
     as ``--set`` reads them everywhere: ``parse_set_items``)."""
+    for item in items:  # the stage first: a wrong one is named as the user typed it
+        stage, dot, setting = item.partition("=")[0].partition(".")
+        if "=" not in item or not dot or not setting or stage not in STAGES:
+            raise UsageError(f"--set {item}: use STAGE.KEY=VALUE with STAGE one of {', '.join(STAGES)}")
     out: dict[str, dict[str, Any]] = {}
     for key, value in parse_set_items(items).items():
-        stage, dot, setting = key.partition(".")
-        if not dot or not setting or stage not in STAGES:
-            raise UsageError(f"--set {key}={value}: use STAGE.KEY=VALUE with STAGE one of {', '.join(STAGES)}")
+        stage, _, setting = key.partition(".")
         out.setdefault(stage, {})[setting] = value
     return out
 

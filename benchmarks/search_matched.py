@@ -20,6 +20,10 @@ on θ's held-apart images, and Kendall τ against the trained AP (``--random 4``
 On a larger dataset, where an epoch alone is past the budget, ``--train-time`` gives every training the same time
 budget instead (its cosine ends on time), and ``--parallel 2`` trains two side by side, each pinned to its own core.
 
+``--ranking-of MATCHED_JSON`` checks another supernet's ranking without training anything: the search with this
+``--batch-norm`` (and ``--search-set``) at that JSON's latency scores its architectures, Kendall τ against the
+trained AP it holds (the issue's three BatchNorm options compared on the same 8 trainings); ``<--out>/ranking.json``.
+
 Prints the table and writes ``<--out>/matched.json`` (skipped when it exists: ``--redo``). The search
 (``runs/search/bench-matched*/``) and the trainings (``runs/train/bench-matched-*/``) resume when interrupted and are
 reused only while their settings are the same.
@@ -154,11 +158,17 @@ def _search(args: argparse.Namespace, target: float, tag: str) -> tuple[Path, di
     return run, json.loads(cost.read_text()) if cost.exists() else {}
 
 
+def _target(args: argparse.Namespace) -> tuple[float, str]:
+    """The matched latency in ms, and the tag of the folders made for it (runs at another latency keep their own)."""
+    lut = get_or_build_profile(args.matched_device).latency_model()
+    target = round(args.matched_ms or predict_ms(lut, ArchSpec.parse(BASELINES["mbv2"].arch)), 4)
+    return target, f"-{target:g}ms" if args.matched_ms else ""
+
+
 def matched(args: argparse.Namespace) -> dict[str, Any]:
     lut = get_or_build_profile(args.matched_device).latency_model()
     mbv2 = ArchSpec.parse(BASELINES["mbv2"].arch)
-    target = round(args.matched_ms or predict_ms(lut, mbv2), 4)
-    tag = f"-{target:g}ms" if args.matched_ms else ""  # runs at another latency keep their own folders
+    target, tag = _target(args)
     run, search_cost = _search(args, target, tag + _search_tag(args))
     searched = json.loads((run / "arch.json").read_text())
     search_out = {"arch": searched["arch"], "devices": searched["provenance"]["devices"]}
@@ -200,6 +210,44 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
             "within_cpu_budget": all(row["cpu_min"] <= CPU_MIN_PER_MODEL for row in rows)}
 
 
+def ranking_only(args: argparse.Namespace) -> dict[str, Any]:
+    """This ``--batch-norm``'s search scoring the architectures of ``--ranking-of`` against their trained AP there."""
+    earlier = json.loads(args.ranking_of.read_text())
+    target, tag = _target(args)
+    if (earlier["device"], earlier["target_ms"]) != (args.matched_device, target):
+        raise SystemExit(f"--ranking-of {args.ranking_of} is at {earlier['target_ms']} ms on {earlier['device']}; "
+                         f"give --matched-device {earlier['device']} --matched-ms {earlier['target_ms']}")
+    run, search_cost = _search(args, target, tag + _search_tag(args))
+    archs = {row["model"]: ArchSpec.parse(row["arch"]) for row in earlier["rows"]}
+    ranking = ranking_check(SearchedSupernet.load(run), archs, {row["model"]: row["AP"] for row in earlier["rows"]})
+    return {"device": args.matched_device, "target_ms": target, "batch_norm": args.batch_norm,
+            "trained_ap_from": str(args.ranking_of), "trained_ap": {row["model"]: row["AP"] for row in earlier["rows"]},
+            "search_cost": search_cost, "ranking": ranking,
+            **{key: value for key, value in ranking.items() if key.startswith("kendall")}}
+
+
+def show_ranking(part: str, result: dict[str, Any]) -> None:
+    scores = result["ranking"]["scores"]
+    table = Table("model", "trained AP", *(f"supernet AP ({scoring})" for scoring in scores),
+                  title=f"Ranking check of the {result['batch_norm']} supernet at {result['target_ms']:.2f} ms on "
+                  f"{result['device']} (trained AP from {result['trained_ap_from']})")
+    for model, ap in result["trained_ap"].items():
+        table.add_row(model, f"{ap:.1f}", *(f"{by_model[model]:.2f}" for by_model in scores.values()))
+    table.caption = "; ".join(_ranking_notes(result))
+    console.print(table)
+
+
+def _ranking_notes(result: dict[str, Any]) -> list[str]:
+    """Kendall τ per scoring and the search's cost, as the tables' captions say them."""
+    notes = [f"Kendall τ {key.removeprefix('kendall_tau_')} {value:+.2f}" for key, value in result.items()
+             if key.startswith("kendall_tau")]
+    cost = result.get("search_cost") or {}
+    if cost:
+        notes.append(f"search {cost['cpu_min']:.0f} CPU-min, {cost['wall_min']:.0f} wall min, "
+                     f"{cost['peak_rss_gb']:.1f} GB peak")
+    return notes
+
+
 def _gap_text(result: dict[str, Any], name: str) -> str:
     se = result[f"gap_se_{name}"]
     noise = "" if se is None else f" ± {se:.2f} (s.e., {result[f'paired_seeds_{name}']} paired seeds)"
@@ -222,13 +270,7 @@ def show(part: str, result: dict[str, Any]) -> None:
                       *(f"{scores[row['model']]:.1f}" for scores in ranking["scores"].values()),
                       f"{row['images_seen']:.0f}" if "images_seen" in row else "-",
                       f"{row['cpu_min']:.1f}", f"{row['wall_min']:.1f}", row["arch"])
-    notes = [_gap_text(result, name) for name in COMPARED]
-    notes += [f"Kendall τ {key.removeprefix('kendall_tau_')} {value:+.2f}" for key, value in result.items()
-              if key.startswith("kendall_tau")]
-    cost = result.get("search_cost") or {}
-    if cost:
-        notes.append(f"search {cost['cpu_min']:.0f} CPU-min, {cost['wall_min']:.0f} wall min, "
-                     f"{cost['peak_rss_gb']:.1f} GB peak")
+    notes = [_gap_text(result, name) for name in COMPARED] + _ranking_notes(result)
     table.caption = "; ".join(notes)
     console.print(table)
 
@@ -261,7 +303,14 @@ def main() -> None:
         "search --set), e.g. epochs=3 warmup_epochs=1; a search with others has its own folder")
     add("--also-eval", type=Path, default=None, help="another dataset whose val scores every trained model too "
         "(e.g. ../shared/datasets/coco-mini beside --data ../shared/datasets/people)")
-    run_part("matched", parser.parse_args(), matched, show)
+    add("--ranking-of", type=Path, default=None, metavar="MATCHED_JSON", help="no trainings: this --batch-norm's "
+        "search scores the architectures of an earlier matched.json, Kendall τ against their trained AP there "
+        "(writes <--out>/ranking.json)")
+    args = parser.parse_args()
+    if args.ranking_of:
+        run_part("ranking", args, ranking_only, show_ranking)
+    else:
+        run_part("matched", args, matched, show)
 
 
 if __name__ == "__main__":

@@ -56,3 +56,24 @@ def test_arch_show_prints_layers_and_writes_json(in_tmp):
     assert "15 (tap)" in result.output and "k5_e6" in result.output
     totals = json.loads((in_tmp / "a.json").read_text())
     assert totals["params"] == 2_959_936 and totals["ms"] > 0 and 700 < totals["MMACs"] < 800
+
+
+def test_progress_away_from_a_terminal_is_a_line_a_minute(capsys):
+    """A job writing to a log file shows it is alive: a plain line per task each minute, none when disabled."""
+    from rich.progress import TextColumn
+
+    from edgedet.progress import LoggedProgress
+
+    now = [0.0]
+    for disable in (False, True):
+        with LoggedProgress(TextColumn("{task.description}"), disable=disable, get_time=lambda: now[0]) as progress:
+            task = progress.add_task("training", total=100, status="")
+            for step in range(100):
+                now[0] += 1.5  # 150 s in all: lines at 60 and 120 s
+                progress.update(task, advance=1, status=f"loss {step}")
+        lines = capsys.readouterr().err.splitlines()
+        if disable:
+            assert lines == []
+        else:
+            assert [line.split(",")[0] for line in lines] == ["training: 40/100", "training: 80/100"]
+            assert lines[0].endswith("min left  loss 39")

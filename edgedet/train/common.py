@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from edgedet.data.coco import collate
 from edgedet.errors import UsageError
 from edgedet.io import atomic_write_text
-from edgedet.progress import stderr
+from edgedet.progress import LoggedProgress
 
 
 def select_device(name: str) -> torch.device:
@@ -103,11 +103,12 @@ def to_device(images: torch.Tensor, targets: list[dict[str, Any]], device: torch
     return images, [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
 
 
-def step_progress(*, disable: bool) -> Progress:
-    """A transient stderr bar with a free-form ``status`` field (losses, speed) and the time remaining."""
+def step_progress(*, disable: bool) -> LoggedProgress:
+    """A transient stderr bar (a line a minute away from a terminal) with a free-form ``status`` field (losses,
+    speed) and the time remaining."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[status]}"))
-    return Progress(*columns, console=stderr, transient=True, disable=disable or not stderr.is_terminal)
+    return LoggedProgress(*columns, disable=disable)
 
 
 def write_log_csv(path: Path, rows: list[dict[str, Any]], keys: list[str]) -> None:

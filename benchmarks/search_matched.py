@@ -46,7 +46,7 @@ from _common import (console, parser_with_common, redo_unless_same, run_child,  
 from rich.table import Table
 
 from edgedet.devices.builder import get_or_build_profile
-from edgedet.devices.latency import predict_ms
+from edgedet.devices.latency import LatencyModel, predict_ms
 from edgedet.io import atomic_write_json
 from edgedet.pipeline.run import BASELINES
 from edgedet.pipeline.stages import matched_random_archs
@@ -158,9 +158,9 @@ def _search(args: argparse.Namespace, target: float, tag: str) -> tuple[Path, di
     return run, json.loads(cost.read_text()) if cost.exists() else {}
 
 
-def _target(args: argparse.Namespace) -> tuple[float, str]:
-    """The matched latency in ms, and the tag of the folders made for it (runs at another latency keep their own)."""
-    lut = get_or_build_profile(args.matched_device).latency_model()
+def _target(args: argparse.Namespace, lut: LatencyModel) -> tuple[float, str]:
+    """The matched latency in ms (``--matched-ms``, else MobileNetV2-like's), and the tag of the folders made for it
+    (runs at another latency keep their own)."""
     target = round(args.matched_ms or predict_ms(lut, ArchSpec.parse(BASELINES["mbv2"].arch)), 4)
     return target, f"-{target:g}ms" if args.matched_ms else ""
 
@@ -168,7 +168,7 @@ def _target(args: argparse.Namespace) -> tuple[float, str]:
 def matched(args: argparse.Namespace) -> dict[str, Any]:
     lut = get_or_build_profile(args.matched_device).latency_model()
     mbv2 = ArchSpec.parse(BASELINES["mbv2"].arch)
-    target, tag = _target(args)
+    target, tag = _target(args, lut)
     run, search_cost = _search(args, target, tag + _search_tag(args))
     searched = json.loads((run / "arch.json").read_text())
     search_out = {"arch": searched["arch"], "devices": searched["provenance"]["devices"]}
@@ -213,7 +213,7 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
 def ranking_only(args: argparse.Namespace) -> dict[str, Any]:
     """This ``--batch-norm``'s search scoring the architectures of ``--ranking-of`` against their trained AP there."""
     earlier = json.loads(args.ranking_of.read_text())
-    target, tag = _target(args)
+    target, tag = _target(args, get_or_build_profile(args.matched_device).latency_model())
     if (earlier["device"], earlier["target_ms"]) != (args.matched_device, target):
         raise SystemExit(f"--ranking-of {args.ranking_of} is at {earlier['target_ms']} ms on {earlier['device']}; "
                          f"give --matched-device {earlier['device']} --matched-ms {earlier['target_ms']}")

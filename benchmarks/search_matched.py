@@ -219,9 +219,10 @@ def ranking_only(args: argparse.Namespace) -> dict[str, Any]:
                          f"give --matched-device {earlier['device']} --matched-ms {earlier['target_ms']}")
     run, search_cost = _search(args, target, tag + _search_tag(args))
     archs = {row["model"]: ArchSpec.parse(row["arch"]) for row in earlier["rows"]}
-    ranking = ranking_check(SearchedSupernet.load(run), archs, {row["model"]: row["AP"] for row in earlier["rows"]})
+    trained_ap = {row["model"]: row["AP"] for row in earlier["rows"]}
+    ranking = ranking_check(SearchedSupernet.load(run), archs, trained_ap)
     return {"device": args.matched_device, "target_ms": target, "batch_norm": args.batch_norm,
-            "trained_ap_from": str(args.ranking_of), "trained_ap": {row["model"]: row["AP"] for row in earlier["rows"]},
+            "trained_ap_from": str(args.ranking_of), "trained_ap": trained_ap,
             "search_cost": search_cost, "ranking": ranking,
             **{key: value for key, value in ranking.items() if key.startswith("kendall")}}
 

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 T = TypeVar("T")
 stderr = Console(stderr=True)
 PLAIN_EVERY_S = 60.0  # away from a terminal: seconds between a task's progress lines
+BAR_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
 
 
 class LoggedProgress(Progress):
@@ -56,8 +57,7 @@ class LoggedProgress(Progress):
 def progress_track(items: Iterable[T], description: str) -> Iterator[T]:
     """``items`` as they come, counted (of ``len(items)`` where it has one: a video's frames have none)."""
     total = len(items) if isinstance(items, Sized) else None
-    with LoggedProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn()) as progress:
+    with LoggedProgress(*BAR_COLUMNS) as progress:
         task = progress.add_task(description, total=total)
         for item in items:
             yield item
@@ -67,7 +67,6 @@ def progress_track(items: Iterable[T], description: str) -> Iterator[T]:
 @contextmanager
 def progress_steps(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """Yields ``advance_to(done)`` for loops that live inside a library function."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with LoggedProgress(*columns) as progress:
+    with LoggedProgress(*BAR_COLUMNS) as progress:
         task = progress.add_task(description, total=total)
         yield lambda done: progress.update(task, completed=done)

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import TextColumn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from edgedet.data.coco import collate
 from edgedet.errors import UsageError
 from edgedet.io import atomic_write_text
-from edgedet.progress import LoggedProgress
+from edgedet.progress import BAR_COLUMNS, LoggedProgress
 
 
 def select_device(name: str) -> torch.device:
@@ -106,9 +106,7 @@ def to_device(images: torch.Tensor, targets: list[dict[str, Any]], device: torch
 def step_progress(*, disable: bool) -> LoggedProgress:
     """A transient stderr bar (a line a minute away from a terminal) with a free-form ``status`` field (losses,
     speed) and the time remaining."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-               TextColumn("{task.fields[status]}"))
-    return LoggedProgress(*columns, disable=disable)
+    return LoggedProgress(*BAR_COLUMNS, TextColumn("{task.fields[status]}"), disable=disable)
 
 
 def write_log_csv(path: Path, rows: list[dict[str, Any]], keys: list[str]) -> None:

@@ -8,12 +8,17 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskID, TextColumn,
+                           TimeRemainingColumn)
 
 T = TypeVar("T")
 stderr = Console(stderr=True)
 PLAIN_EVERY_S = 60.0  # away from a terminal: seconds between a task's progress lines
-BAR_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+
+
+def bar_columns() -> tuple[ProgressColumn, ...]:
+    """Description, bar, done/total, time left: fresh ones for each bar (rich columns cache their renders per task)."""
+    return TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
 
 
 class LoggedProgress(Progress):
@@ -57,7 +62,7 @@ class LoggedProgress(Progress):
 def progress_track(items: Iterable[T], description: str) -> Iterator[T]:
     """``items`` as they come, counted (of ``len(items)`` where it has one: a video's frames have none)."""
     total = len(items) if isinstance(items, Sized) else None
-    with LoggedProgress(*BAR_COLUMNS) as progress:
+    with LoggedProgress(*bar_columns()) as progress:
         task = progress.add_task(description, total=total)
         for item in items:
             yield item
@@ -67,6 +72,6 @@ def progress_track(items: Iterable[T], description: str) -> Iterator[T]:
 @contextmanager
 def progress_steps(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """Yields ``advance_to(done)`` for loops that live inside a library function."""
-    with LoggedProgress(*BAR_COLUMNS) as progress:
+    with LoggedProgress(*bar_columns()) as progress:
         task = progress.add_task(description, total=total)
         yield lambda done: progress.update(task, completed=done)

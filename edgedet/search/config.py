@@ -29,6 +29,7 @@ class SearchConfig:
     budget_use: float = 0.95  # the derived backbone spends at least this share of each target (where it can)
     space: str = "lite0"
     imgsz: int | None = None  # None: the space's default
+    input_sizes: list[int] = field(default_factory=list)  # sizes the derivation chooses among (none: imgsz alone)
     epochs: int = 8
     warmup_epochs: int = 2
     data: list[str] = field(default_factory=list)  # dataset folders; several search on their union (θ on 20% of it)
@@ -84,6 +85,9 @@ class SearchConfig:
         if config.reference_prior < 0:
             raise UsageError(f"--reference-prior {config.reference_prior:g}: nats per unit of departure from Lite0, 0 "
                              "(none: θ alone decides) or more")
+        if any(size % 32 or not 64 <= size <= 640 for size in config.input_sizes):
+            raise UsageError(f"--input-size {', '.join(map(str, config.input_sizes))}: each a multiple of 32 from 64 "
+                             "to 640")
         if not 0 <= config.budget_use <= 1:
             raise UsageError(f"--budget-use {config.budget_use:g}: a share of the budget, from 0 (cap only) to 1")
         return config

@@ -19,8 +19,9 @@ Run folder ``runs/search/<name>/``:
   ``entropy`` (mean over layers of θ's entropy, nats), ``images_per_s`` and ``epoch_s``;
 - ``last.pt``: supernet, both optimizers, scheduler, history, RNG states (atomic; ``--resume`` continues exactly);
 - ``arch.json``: the derived ArchSpec; its provenance holds per device the predicted, target, reference and fastest
-  latency, θ's probabilities per layer, the departure costs the derivation used (pretrained lite0), the settings and
-  the search's wall time;
+  latency, θ's probabilities per layer, the departure costs the derivation used (pretrained lite0, measured at the
+  search's input size), the settings and the search's wall time; with several ``input_sizes`` also each size's
+  derivations and supernet scores and the prior-only derivation's pick (``Searcher._choose_input_size``);
 - ``probs.png``: choice probabilities per layer over the epochs.
 """
 
@@ -31,7 +32,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,14 @@ from edgedet.data.coco import CocoDetection, UnionDetection, training_set
 from edgedet.data.transforms import eval_transforms, train_transforms
 from edgedet.errors import EdgedetError, UsageError
 from edgedet.io import atomic_write_json
-from edgedet.progress import stderr
+from edgedet.progress import progress_track, stderr
 from edgedet.search.config import SearchConfig
 from edgedet.search.derive import departure_scores, derive_ops, to_arch
 from edgedet.search.latency import DeviceLatency, LatencyLoss
 from edgedet.search.plot import plot_probs
 from edgedet.search.supernet import Supernet
 from edgedet.space.archspec import ArchSpec
-from edgedet.space.spaces import SearchSpace, get_space
+from edgedet.space.spaces import OP_NAMES, SearchSpace, get_space
 from edgedet.train.checkpoint import read_checkpoint, save_checkpoint
 from edgedet.train.common import (WarmupCosine, interrupted_message, make_loader, param_groups, restore_rng_state,
                                   resume_path, rng_state, seed_everything, select_device, step_progress, to_device,
@@ -135,8 +136,11 @@ class Searcher:
         self.space = get_space(config.space)
         self.imgsz = config.imgsz or self.space.default_imgsz
         self.devices = load_devices(config, self.space, self.imgsz)
-        uniform = np.where(np.isfinite(self.devices[0].table), 0.0, -np.inf)
-        derive_ops(uniform, self.devices)  # fail now, before any training, if no architecture meets the targets
+        self._devices_by_size = {self.imgsz: self.devices}
+        self.input_sizes = config.input_sizes or [self.imgsz]  # the sizes the derivation chooses among
+        self.uniform = np.where(np.isfinite(self.devices[0].table), 0.0, -np.inf)  # θ ignored
+        if all(self._derive(self.uniform, size) is None for size in self.input_sizes):  # fail now, before any
+            derive_ops(self.uniform, self._devices_at(self.input_sizes[-1]))  # training: it says what is too tight
         self.device = select_device(config.device)
         self.mode = config.mode if config.mode != "auto" else "mixture" if self.device.type == "cuda" else "single"
         self.weight_path = "mixture" if self.mode == "mixture" else "single"
@@ -345,14 +349,18 @@ class Searcher:
 
     def finish(self) -> SearchResult:
         """Derive the architecture (budgeted when there are targets; with the pretrained prior when the candidates
-        inherit Lite0's weights) and write arch.json and probs.png."""
-        scores = self.model.log_probs()
-        if self.departure_costs is not None:
-            scores = departure_scores(scores, self.departure_costs, self.config.reference_prior)
-        ops = derive_ops(scores, self.devices, budget_use=self.config.budget_use)
+        inherit Lite0's weights; at the best of several input sizes when given) and write arch.json and probs.png."""
+        scores, choice = self._derivation_scores(self.model.log_probs()), {}
+        if len(self.input_sizes) > 1:
+            arch, choice = self._choose_input_size(scores)
+        else:
+            size = self.input_sizes[0]
+            arch = to_arch(self.space, size, derive_ops(scores, self._devices_at(size),
+                                                        budget_use=self.config.budget_use))
+        ops = [OP_NAMES.index(op) for op in arch.ops]
         rows = [{"device": d.name, "precision": d.precision, "predicted_ms": round(d.predict_ms(ops), 4),
                  "target_ms": d.target_ms, "reference_ms": round(d.reference_ms, 4),
-                 "fastest_ms": round(d.fastest_ms, 4)} for d in self.devices]
+                 "fastest_ms": round(d.fastest_ms, 4)} for d in self._devices_at(arch.imgsz)]
         now = datetime.datetime.now(datetime.timezone.utc)
         provenance = {
             "source": "edgedet search", "date": now.isoformat(timespec="seconds"), "version": __version__,
@@ -360,13 +368,61 @@ class Searcher:
             "epochs_done": len(self.history), "search_s": round(self.search_s, 1), "argmax": str(self.model.export()),
             "theta_probs": self.model.export_probs(),
             "departure_costs": None if self.departure_costs is None else self.model.per_layer(self.departure_costs),
-            "config": asdict(self.config) | {"imgsz": self.imgsz},
+            "config": asdict(self.config) | {"imgsz": self.imgsz}, **choice,
         }
-        arch = to_arch(self.space, self.imgsz, ops, provenance)
+        arch = replace(arch, provenance=provenance)
         path = atomic_write_json(self.run_dir / "arch.json", arch.to_json())
         plot_probs(self.probs_history, self.run_dir / "probs.png",
                    title=f"{self.space.name}@{self.imgsz} for {', '.join(self.config.devices)}: choice probabilities")
         return SearchResult(arch, path, rows)
+
+    def _derivation_scores(self, log_probs: np.ndarray) -> np.ndarray:
+        """What the derivation maximises: log-probabilities less the departure-cost prior where there is one."""
+        if self.departure_costs is None:
+            return log_probs
+        return departure_scores(log_probs, self.departure_costs, self.config.reference_prior)
+
+    def _devices_at(self, imgsz: int) -> list[DeviceLatency]:
+        """The devices' latency tables and targets at ``imgsz`` (loaded once per size)."""
+        if imgsz not in self._devices_by_size:
+            self._devices_by_size[imgsz] = load_devices(self.config, self.space, imgsz)
+        return self._devices_by_size[imgsz]
+
+    def _derive(self, scores: np.ndarray, imgsz: int) -> ArchSpec | None:
+        """The budgeted derivation at ``imgsz``; None where no architecture at that size meets the targets."""
+        try:
+            ops = derive_ops(scores, self._devices_at(imgsz), budget_use=self.config.budget_use)
+        except UsageError:
+            return None
+        return to_arch(self.space, imgsz, ops)
+
+    def _choose_input_size(self, scores: np.ndarray) -> tuple[ArchSpec, dict[str, Any]]:
+        """FBNetV2's other axis, chosen after the search: the derivation at each input size that meets the targets
+        (a smaller input leaves more of the budget to the blocks), scored by the supernet (its AP with the path
+        fixed and BatchNorm recalibrated, on θ's held-apart images: ``edgedet.search.ranking``), the best kept. The
+        prior-only derivation (θ ignored) chooses its size the same way, so that baseline still says what θ added.
+        Returns the architecture and, for the provenance, every size's derivations and scores and the prior's pick."""
+        from edgedet.search.ranking import SearchedSupernet
+
+        supernet = SearchedSupernet.of(self)
+        tables = {"searched": scores}
+        if self.departure_costs is not None:
+            tables["prior_only"] = self._derivation_scores(self.uniform)
+        derived = {(name, size): self._derive(table, size) for name, table in tables.items()
+                   for size in self.input_sizes}
+        unique = {str(arch): arch for arch in derived.values() if arch is not None}
+        scored = {text: supernet.score(unique[text], "recalibrated")
+                  for text in progress_track(list(unique), "scoring each input size's derivation")}
+        sizes: dict[str, dict[str, Any]] = {str(size): {} for size in self.input_sizes}  # {} where none fits
+        for (name, size), arch in derived.items():
+            if arch is not None:
+                sizes[str(size)] |= {name: str(arch), f"{name}_AP": scored[str(arch)]}
+        best = {name: max((arch for (kind, _), arch in derived.items() if kind == name and arch is not None),
+                          key=lambda arch: scored[str(arch)]) for name in tables}
+        stderr.print("input sizes, supernet AP (recalibrated): " + "  ".join(
+            f"{size} {row.get('searched_AP', float('nan')):.2f}" for size, row in sizes.items()), highlight=False)
+        choice = {"input_sizes": sizes} | ({"prior_only": str(best["prior_only"])} if "prior_only" in best else {})
+        return best["searched"], choice
 
 
 def arch_lr(config: SearchConfig) -> float:

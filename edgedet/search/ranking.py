@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from scipy.stats import kendalltau
@@ -38,6 +38,9 @@ from edgedet.space.archspec import ArchSpec
 from edgedet.runtime.postprocess import anchor_points
 from edgedet.space.spaces import OP_NAMES
 from edgedet.train.checkpoint import read_checkpoint
+
+if TYPE_CHECKING:
+    from edgedet.search.loop import Searcher
 
 SCORINGS = ("inherited", "recalibrated")
 RECALIBRATION_BATCHES = 8  # of 16 images: BatchNorm's mean and variance settle well within 128 images
@@ -109,6 +112,7 @@ class SearchedSupernet:
 
     @classmethod
     def load(cls, run: Path, *, max_images: int | None = 300) -> "SearchedSupernet":
+        """A finished search's, rebuilt from its folder."""
         from edgedet.search.loop import Searcher  # the search's own split and supernet, rebuilt from its settings
 
         if not (run / "last.pt").is_file():
@@ -116,6 +120,11 @@ class SearchedSupernet:
         config = SearchConfig.from_dict(json.loads((run / "config.json").read_text()))
         searcher = Searcher(config, run)
         searcher.model.load_state_dict(read_checkpoint(run / "last.pt")["model"])
+        return cls.of(searcher, max_images=max_images)
+
+    @classmethod
+    def of(cls, searcher: "Searcher", *, max_images: int | None = 300) -> "SearchedSupernet":
+        """A searcher's supernet as its weights stand, scored on up to ``max_images`` of θ's images."""
         supernet = cls(searcher.model.eval(), searcher.class_names, searcher.dataset, [], searcher.weight_images)
         first = supernet.first
         supernet.score_ids = [first.image_ids[i] for i in searcher.theta_images if i < len(first)][:max_images]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -245,3 +246,40 @@ class Supernet(Detector):
         """(L, 9) values -> per layer, ``{op: value}`` over the ops allowed there (for JSON)."""
         return [{op: round(float(row[col]), 6) for op, col in zip(layer.op_names, layer.columns)}
                 for row, layer in zip(values, self.backbone.layers)]
+
+
+def path_state_dict(supernet_state: dict[str, torch.Tensor], arch: ArchSpec) -> dict[str, torch.Tensor]:
+    """A stand-alone ``Detector``'s weights for ``arch`` cut from a supernet's state: the stem, neck and head as
+    they are, each layer's op from its candidate (weight sharing as once-for-all uses it: an architecture starts
+    from what the search trained on its path, not from ImageNet alone, whatever its input size)."""
+    space = arch.search_space
+    chosen = [space.allowed_ops(layer).index(op) for op, layer in zip(arch.ops, arch.layers())]
+    state = {}
+    for key, value in supernet_state.items():
+        if key.startswith("backbone.layers."):  # backbone.layers.<layer>.candidates.<candidate>.<rest>
+            _, _, layer, _, candidate, rest = key.split(".", 5)
+            if int(candidate) == chosen[int(layer)]:
+                state[f"backbone.layers.{layer}.{rest}"] = value
+        elif key not in ("backbone.theta", "backbone.mask"):
+            state[key] = value
+    return state
+
+
+def inherit_from_search(model: Detector, arch: ArchSpec, class_names: list[str], run: Path) -> None:
+    """``model`` (a ``Detector`` for ``arch``) loaded with the weights of search ``run``'s supernet on its path;
+    the search must have trained the same classes in the same space, neck and width."""
+    from edgedet.train.checkpoint import read_checkpoint
+
+    if not (run / "last.pt").is_file():
+        raise UsageError(f"init_from {run}: no search checkpoint there (last.pt); give a runs/search/NAME folder")
+    searched = read_checkpoint(run / "last.pt")
+    if "arch_optimizer" not in searched:
+        raise UsageError(f"init_from {run}: a training's checkpoint, not a search's")
+    if searched["class_names"] != class_names:
+        raise UsageError(f"init_from {run}: the search trained {', '.join(searched['class_names'])}, this training "
+                         f"{', '.join(class_names)}; give the same --classes")
+    try:
+        model.load_state_dict(path_state_dict(searched["model"], arch))
+    except RuntimeError as err:
+        raise UsageError(f"init_from {run}: its supernet does not fit {arch} with this head and neck "
+                         f"({str(err).splitlines()[0]}); search and train in one space, neck and width") from None

@@ -34,6 +34,7 @@ class TrainConfig:
     ema_decay: float = 0.998
     grad_clip: float = 10.0
     pretrained: bool = True  # ImageNet Lite0 weights where the space allows
+    init_from: str | None = None  # a search run (runs/search/NAME): start from its supernet's weights on this path
     neck_channels: int = 96
     head: str = "edgedet"  # edgedet | ssdlite (torchvision's SSDlite head and loss: a baseline)
     workers: int = 2

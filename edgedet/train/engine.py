@@ -75,6 +75,10 @@ class Trainer:
         pretrained = self.config.pretrained and self.arch.space == "lite0" and self.arch.width_mult == 1.0
         self.model = build_detector(self.arch, len(self.train_set.class_names), head=self.config.head,
                                     neck_channels=self.config.neck_channels, pretrained=pretrained)
+        if self.config.init_from:
+            from edgedet.search.supernet import inherit_from_search
+
+            inherit_from_search(self.model, self.arch, self.train_set.class_names, Path(self.config.init_from))
         # channels-last runs the depthwise convs ~25% faster on CPU (measured here), and suits CUDA AMP too
         self.model.to(self.device, memory_format=torch.channels_last)
         if self.config.sync_bn and self.distributed:

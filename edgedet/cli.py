@@ -307,6 +307,11 @@ def train_command(
     init_from: Annotated[Optional[Path], typer.Option(
         help="A search run (runs/search/NAME) whose supernet trained these classes: start from its weights on this "
              "architecture's path (backbone, neck and head) instead of ImageNet's alone.")] = None,
+    distill: Annotated[Optional[str], typer.Option(
+        help="A COCO-trained teacher (PATH.onnx or PATH.onnx:ADAPTER) that scores every anchor point of each "
+             "augmented batch; the student learns its scores of every class and its confident boxes beside the "
+             "labels (online dense distillation; --set distill_weight=W weighs it). It runs on the student's grid: "
+             "YOLOX-Nano at any size, NanoDet-m's 320 graph for a 320 student.")] = None,
     head: Annotated[Optional[str], typer.Option(help=_default(
         TrainConfig, "head", "edgedet (anchor-free) or ssdlite (torchvision's SSDlite head, boxes and loss on the "
                              "same backbone: a baseline)."))] = None,
@@ -338,7 +343,8 @@ def train_command(
     given = _settings(config_file, dict(
         arch=arch, data=[str(_data_or_synthetic(d)) for d in data] if data else None, classes=_class_list(classes),
         imgsz=imgsz, epochs=epochs, time=time, batch=batch, lr=lr, optimizer=optimizer, pretrained=pretrained,
-        init_from=str(init_from) if init_from else None, head=head, workers=workers, seed=seed, eval_every=eval_every, max_eval_images=eval_images,
+        init_from=str(init_from) if init_from else None, distill=distill, head=head, workers=workers, seed=seed,
+        eval_every=eval_every, max_eval_images=eval_images,
         device=device_type), set_)
     if name is None and world_size() > 1:  # under torchrun: rank 0 numbers the run folder, every rank uses it
         name = from_rank0(run_dir("train", None).name if init_distributed() == 0 else None)

@@ -173,3 +173,16 @@ def test_eval_classes_scores_an_80_class_peer_on_person_alone(tmp_path):
     assert list(person.per_class) == ["person"] and len(every.per_class) > 1
     with pytest.raises(UsageError, match="among unicorn"):
         evaluate_predictor(peer, annotations, images, peer.class_names, max_images=1, classes=["unicorn"])
+
+
+@needs_shared
+def test_dense_scores_every_point_and_class_and_agrees_with_the_detections():
+    teacher = load_teacher(PEERS / "yolox-nano/yolox_nano.onnx", conf=0.3, size=320, class_names=["person", "dog"])
+    assert teacher.input_size == 320
+    image = read_bgr(COCO_MINI / "val2017" / "000000000785.jpg")
+    boxes, scores = teacher.dense(image)
+    assert boxes.shape == (len(anchor_points(320)[0]), 4) and scores.shape == (len(boxes), 2)
+    found = teacher(image)
+    best = scores[:, 0].argmax()  # the person column: its best point is the top detection, in image pixels
+    assert found.labels[0] == 0 and scores[best, 0] == pytest.approx(found.scores[0], abs=1e-6)
+    assert np.allclose(boxes[best], found.boxes_xyxy[0], atol=1e-3)

@@ -8,7 +8,8 @@ small data task-aligned matching feeds back the model's own early mistakes. Teac
 the soft classification target and, through it, the box weight, so a doubtful teacher box teaches less than ground
 truth. Points inside crowd regions that are not positives are ignored by the classification loss, and so is every
 class a target marks as not ``annotated`` in its image (a dataset that does not label chairs says nothing about
-chairs).
+chairs). A dense teacher (``edgedet.train.distill``) adds ``loss_distill``: quality focal loss toward its score of
+every class at every point, and CIoU toward its box where it is confident.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from edgedet.errors import UsageError
 from edgedet.runtime.postprocess import REG_CLIP
 
 PRIOR_SIDE = 5.0  # prior box side in strides, for the static assignment
+DISTILL_BOX_SCORE = 0.2  # a dense teacher's box is learnt where its best class scores above this
 
 
 def decode_boxes(reg: torch.Tensor, points: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
@@ -75,13 +77,15 @@ def _pad(targets: list[dict[str, torch.Tensor]], key: str, device: torch.device)
 
 class DetectionLoss:
     def __init__(self, num_classes: int, *, top_k: int = 10, alpha: float = 0.5, beta: float = 6.0,
-                 box_weight: float = 2.0, static: bool = True, box_weighting: str = "iou") -> None:
+                 box_weight: float = 2.0, static: bool = True, box_weighting: str = "iou",
+                 distill_weight: float = 1.0) -> None:
         if box_weighting not in BOX_WEIGHTINGS:
             raise UsageError(f"box weighting '{box_weighting}': use one of {', '.join(BOX_WEIGHTINGS)}")
         self.num_classes, self.top_k, self.box_weight = num_classes, top_k, box_weight
         self.alpha, self.beta = alpha, beta
         self.static = static  # the engine may switch to task-aligned after some epochs (TrainConfig)
         self.box_weighting = box_weighting
+        self.distill_weight = distill_weight  # of loss_distill, when the targets carry a dense teacher's outputs
 
     @torch.no_grad()
     def assign(self, scores: torch.Tensor, boxes: torch.Tensor, points: torch.Tensor, strides: torch.Tensor,
@@ -147,7 +151,26 @@ class DetectionLoss:
             loss_box = (box_losses * box_weights[positive]).sum() / box_norm
         else:
             loss_box = boxes.sum() * 0.0
-        return {"loss_cls": loss_cls, "loss_box": self.box_weight * loss_box}
+        losses = {"loss_cls": loss_cls, "loss_box": self.box_weight * loss_box}
+        if "teacher_scores" in targets[0]:
+            losses["loss_distill"] = self.distill_weight * self._distill(logits, boxes, targets)
+        return losses
+
+    def _distill(self, logits: torch.Tensor, boxes: torch.Tensor, targets: list[dict[str, torch.Tensor]]
+                 ) -> torch.Tensor:
+        """Quality focal loss toward the teacher's score of each class it knows at every point (normalised by the
+        sum of its best scores, as the labels' loss by its positives), plus CIoU toward its box where its best score
+        passes ``DISTILL_BOX_SCORE``, weighted by that score."""
+        scores = torch.stack([t["teacher_scores"] for t in targets])  # (B, N, K)
+        known = torch.stack([t["teacher_classes"] for t in targets]).float()[:, None, :]  # (B, 1, K)
+        best = scores.amax(-1)  # (B, N)
+        loss_cls = (quality_focal_loss(logits, scores) * known).sum() / mean_over_ranks(best.sum()).clamp(min=1.0)
+        confident = best > DISTILL_BOX_SCORE
+        if not confident.any():
+            return loss_cls + boxes.sum() * 0.0
+        teacher_boxes = torch.stack([t["teacher_boxes"] for t in targets])[confident]
+        box_losses = complete_box_iou_loss(boxes[confident], teacher_boxes, reduction="none") * best[confident]
+        return loss_cls + self.box_weight * box_losses.sum() / mean_over_ranks(best[confident].sum()).clamp(min=1.0)
 
     def _box_weights(self, soft: torch.Tensor, scores: torch.Tensor, point_labels: torch.Tensor,
                      label_score: torch.Tensor) -> torch.Tensor:

@@ -3,12 +3,13 @@ predictors, and ``load_teacher``: any of them, or an edgedet export, as a teache
 
 An adapter is one subclass of ``PeerDetector`` that declares a model's whole contract in one place:
 
-- input: the graph's size (YOLOX rewrites its graph to run at 640), geometry (``resize``: ``stretch`` to SxS,
-  ``centre`` letterbox with zero padding, or ``top-left`` letterbox padded with 114 as
-  ``edgedet.runtime.preprocess.letterbox``), ``interpolation``, and per-channel ``mean``/``std`` on BGR 0..255
+- input: the graph's size (YOLOX rewrites its graph to run at 640, or at the ``size`` asked for), geometry
+  (``resize``: ``stretch`` to SxS, ``centre`` letterbox with zero padding, or ``top-left`` letterbox padded with 114
+  as ``edgedet.runtime.preprocess.letterbox``), ``interpolation``, and per-channel ``mean``/``std`` on BGR 0..255
   (None: the raw pixels);
-- output: ``matches(inputs, outputs)`` recognises the graph by its tensor shapes, ``decode`` turns the outputs into
-  boxes in model-input pixels, a score and a COCO-80 label per candidate; ``nms_iou`` is the per-class NMS after it.
+- output: ``matches(inputs, outputs)`` recognises the graph by its tensor shapes, ``dense_decode`` turns the outputs
+  into a box in model-input pixels and a score of each COCO-80 class per point; ``nms_iou`` is the per-class NMS after
+  each point's best class (``dense`` gives them all, for distillation).
 
 ``ADAPTERS`` maps each adapter's name to it: adding a model is one subclass and one entry there. ``load_teacher``
 picks the adapter from an explicit ``PATH.onnx:NAME``, else uses ``OnnxDetector`` when an edgedet ``model.json``
@@ -86,23 +87,34 @@ class PeerDetector:
     nms_iou: float = 0.6
 
     def __init__(self, path: Path, names: list[str] | None = None, *, threads: int = 1, conf: float = 0.05,
-                 keep: list[str] | None = None, providers: Providers | None = None) -> None:
+                 keep: list[str] | None = None, providers: Providers | None = None, size: int | None = None) -> None:
+        """``size`` runs a graph without baked-in sizes (YOLOX) at that input size instead of the adapter's."""
         names = names or COCO80_NAMES
+        if size is not None:
+            self.size = size
         self.session = open_session(self._graph(Path(path)), threads=threads, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.input_size = int(self.session.get_inputs()[0].shape[-1])
         self.num_classes, self.conf = len(names), conf
         self.class_names = keep or names
         self.label_of = _label_map(names, self.class_names)
+        self.columns = [int(np.nonzero(self.label_of == k)[0][0]) for k in range(len(self.class_names))]
 
     @classmethod
     def matches(cls, inputs: Shapes, outputs: Shapes) -> bool:
         """Whether a graph with these input and output shapes has this adapter's layout."""
         raise NotImplementedError
 
-    def decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Graph outputs -> ((N, 4) boxes in model-input pixels, (N,) scores, (N,) class indices)."""
+    def dense_decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Graph outputs -> ((N, 4) boxes in model-input pixels, (N, 80) scores): every point, every class."""
         raise NotImplementedError
+
+    def decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Graph outputs -> ((N, 4) boxes in model-input pixels, (N,) scores, (N,) class indices): each point's
+        best class."""
+        boxes, scores = self.dense_decode(outputs)
+        labels = scores.argmax(1)
+        return boxes, scores[np.arange(len(scores)), labels], labels
 
     def _graph(self, path: Path) -> Path | bytes:
         """The model to run: the file itself, unless the adapter runs it at another size than it was saved for."""
@@ -145,6 +157,13 @@ class PeerDetector:
         tensor, geometry = self.preprocess(image)
         return self.postprocess(self.infer(tensor), geometry, image.shape[:2])
 
+    def dense(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, 3) BGR -> ((N, 4) boxes in image pixels, (N, len(class_names)) scores) at every point of the
+        graph's grids, before any threshold or NMS: what dense distillation learns from."""
+        tensor, (sx, sy, left, top) = self.preprocess(image)
+        boxes, scores = self.dense_decode(self.infer(tensor))
+        return (boxes - [left, top, left, top]) / [sx, sy, sx, sy], scores[:, self.columns]
+
     def _finish(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> Detections:
         """Keep the wanted classes above ``conf``, per-class NMS, labels re-indexed into ``class_names``."""
         labels = self.label_of[labels]
@@ -165,7 +184,7 @@ class FastestDet(PeerDetector):
     def matches(cls, inputs: Shapes, outputs: Shapes) -> bool:
         return len(outputs) == 1 and len(outputs[0]) == 4 and outputs[0][1] == 85
 
-    def decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def dense_decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         out = outputs[0][0]  # (85, GH, GW)
         grid_h, grid_w = out.shape[1:]
         ys, xs = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")
@@ -176,7 +195,7 @@ class FastestDet(PeerDetector):
         cy = (ys + np.tanh(ty)).reshape(-1) / grid_h * size
         w, h = _sigmoid(tw.reshape(-1)) * size, _sigmoid(th.reshape(-1)) * size
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
-        return boxes, obj.reshape(-1) ** 0.6 * cls.max(0) ** 0.4, cls.argmax(0)
+        return boxes, obj.reshape(-1, 1) ** 0.6 * cls.T ** 0.4
 
 
 class _Gfl(PeerDetector):
@@ -191,10 +210,10 @@ class _Gfl(PeerDetector):
         widths = [o[-1] for o in outputs]
         return len(outputs) == 2 * cls.levels and widths.count(32) == cls.levels
 
-    def decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def dense_decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         class_maps = [o.reshape(-1, o.shape[-1]) for o in outputs if o.shape[-1] == self.num_classes]
         box_maps = [o.reshape(-1, 4, 8) for o in outputs if o.shape[-1] == 32]
-        all_boxes, all_scores, all_labels = [], [], []
+        all_boxes = []
         for level, (cls, reg) in enumerate(zip(class_maps, box_maps)):
             stride = 8 << level
             side = math.isqrt(len(cls))  # cells per side: ceil(size / stride), as the graph pads the last level
@@ -202,9 +221,7 @@ class _Gfl(PeerDetector):
             bins = np.exp(reg - reg.max(-1, keepdims=True))
             distances = (bins / bins.sum(-1, keepdims=True) * np.arange(8)).sum(-1) * stride  # (N, 4) l t r b
             all_boxes.append(np.concatenate([centres - distances[:, :2], centres + distances[:, 2:]], 1))
-            all_scores.append(cls.max(1))
-            all_labels.append(cls.argmax(1))
-        return np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_labels)
+        return np.concatenate(all_boxes), np.concatenate(class_maps)
 
 
 class NanoDetM(_Gfl):
@@ -239,15 +256,13 @@ class YoloX(PeerDetector):
         del model.graph.value_info[:]  # intermediate shapes recorded for the saved size
         return model.SerializeToString()
 
-    def decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def dense_decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         raw = outputs[0][0]  # (N, 5 + K)
         centres, strides = anchor_points(self.input_size)
         strides = strides[:, None]
         xy = raw[:, :2] * strides + centres - strides / 2  # YOLOX's grid is the cells' corners
         half = np.exp(np.minimum(raw[:, 2:4], REG_CLIP)) * strides / 2
-        scores = raw[:, 4:5] * raw[:, 5:]
-        labels = scores.argmax(1)
-        return np.concatenate([xy - half, xy + half], 1), scores[np.arange(len(raw)), labels], labels
+        return np.concatenate([xy - half, xy + half], 1), raw[:, 4:5] * raw[:, 5:]
 
 
 ADAPTERS: dict[str, type[PeerDetector]] = {a.name: a for a in (FastestDet, NanoDetM, PicoDet, YoloX)}
@@ -344,9 +359,10 @@ def _select_classes(available: list[str], wanted: list[str] | None, where: str) 
 
 
 def load_teacher(spec: str | Path, *, class_names: list[str] | None = None, conf: float = 0.05,
-                 threads: int = 1, providers: Providers | None = None) -> Teacher:
+                 threads: int = 1, providers: Providers | None = None, size: int | None = None) -> Teacher:
     """A teacher from ``PATH.onnx`` (edgedet export with sidecar, or a peer recognised by file name or shapes) or
-    ``PATH.onnx:ADAPTER``; ``class_names`` restricts it to those of them it has (see ``_select_classes``)."""
+    ``PATH.onnx:ADAPTER``; ``class_names`` restricts it to those of them it has (see ``_select_classes``);
+    ``size`` runs a peer whose graph allows it at that input size."""
     path, named = split_spec(spec)
     if not path.is_file():
         raise UsageError(f"{path}: no such model file")
@@ -356,7 +372,7 @@ def load_teacher(spec: str | Path, *, class_names: list[str] | None = None, conf
         return _ClassSubset(detector, keep) if keep else detector
     adapter = _adapter_for(path, named)
     keep = _select_classes(COCO80_NAMES, class_names, str(path))
-    return adapter(path, threads=threads, conf=conf, keep=keep, providers=providers)
+    return adapter(path, threads=threads, conf=conf, keep=keep, providers=providers, size=size)
 
 
 def load_peers(folder: Path, annotations: Path, class_names: list[str], *, threads: int = 1

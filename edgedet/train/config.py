@@ -35,6 +35,8 @@ class TrainConfig:
     grad_clip: float = 10.0
     pretrained: bool = True  # ImageNet Lite0 weights where the space allows
     init_from: str | None = None  # a search run (runs/search/NAME): start from its supernet's weights on this path
+    distill: str | None = None  # a teacher (PATH.onnx[:ADAPTER]) scoring every point of each batch, online
+    distill_weight: float = 1.0  # of the dense distillation loss beside the labels' losses
     neck_channels: int = 96
     head: str = "edgedet"  # edgedet | ssdlite (torchvision's SSDlite head and loss: a baseline)
     workers: int = 2
@@ -70,6 +72,8 @@ class TrainConfig:
             raise UsageError("epochs and batch must be at least 1")
         if config.head not in HEADS:
             raise UsageError(f"head '{config.head}': use one of {', '.join(HEADS)}")
+        if config.distill and config.head != "edgedet":
+            raise UsageError(f"distill: dense distillation teaches edgedet's head, not '{config.head}'")
         if config.box_weighting not in BOX_WEIGHTINGS:
             raise UsageError(f"box_weighting '{config.box_weighting}': use one of {', '.join(BOX_WEIGHTINGS)}")
         return config

@@ -6,6 +6,9 @@ Data: one dataset or several (``data`` is a list; classes matched by name, see `
 first dataset's val (a fixed subset, cheap enough to run every epoch); at the end on every dataset's whole val,
 each reported apart (``final_eval.json``).
 
+Online dense distillation (``distill``: a teacher such as YOLOX-Nano scores every anchor point of each augmented
+batch; ``edgedet.train.distill``) adds ``loss_distill`` beside the labels' losses.
+
 Time budget (``time``, e.g. ``90m``): every ``PLAN_EVERY`` steps the run re-plans the step where the time runs out
 at the measured step time (less the evaluations still to come) and moves the cosine's end there, so it anneals on
 time even when one epoch of a large set outlasts the budget (the last epoch may be partial); ``epochs`` only sizes
@@ -101,6 +104,12 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.budget_s = parse_duration(self.config.time) if self.config.time else None
         self.net = (torch.nn.parallel.DistributedDataParallel(self.model) if self.distributed else self.model)
+        self.teacher = None
+        if self.config.distill:
+            from edgedet.train.distill import DenseTeacher
+
+            self.teacher = DenseTeacher(self.config.distill, self.train_set.class_names, self.arch.imgsz,
+                                        threads=torch.get_num_threads())
 
     # --- state -------------------------------------------------------------------------------------------------
     def state(self, epoch: int) -> dict[str, Any]:
@@ -132,6 +141,7 @@ class Trainer:
             limit = self.config.static_assign_epochs
             self.model.loss.static = limit is None or epoch < limit
             self.model.loss.box_weighting = self.config.box_weighting
+            self.model.loss.distill_weight = self.config.distill_weight
         self.loader.generator.manual_seed(self.config.seed + epoch)  # same order and augmentation on resume
         if self.sampler:
             self.sampler.set_epoch(epoch)
@@ -149,6 +159,8 @@ class Trainer:
                         self.replan(time_left - elapsed, elapsed / step)
                     if self._out_of_budget(elapsed > time_left):
                         break
+                if self.teacher:
+                    targets = self.teacher.annotate(images, targets)
                 images, targets = to_device(images, targets, self.device)
                 losses = self.net(images, targets)
                 loss = sum(losses.values())
@@ -221,7 +233,7 @@ class Trainer:
         return stop
 
     def log(self, row: dict[str, Any]) -> None:
-        keys = ["epoch", "loss_cls", "loss_box", "lr", "images_per_s", "epoch_s", "eval_s", "AP", "AP50"]
+        keys = ["epoch", "loss_cls", "loss_box", "loss_distill", "lr", "images_per_s", "epoch_s", "eval_s", "AP", "AP50"]
         write_log_csv(self.run_dir / "log.csv", self.history, keys)
         if self.writer:
             for key, value in row.items():

@@ -1,0 +1,93 @@
+"""Online dense distillation: the teacher must see the student's grid, classes map by name, the loss pulls the
+student toward the teacher's scores and boxes, and a training run learns with it."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from edgedet.detect.loss import DetectionLoss
+from edgedet.errors import UsageError
+from edgedet.runtime.postprocess import anchor_points
+from edgedet.train.config import TrainConfig
+from edgedet.train.distill import DenseTeacher
+from edgedet.train.engine import train
+
+from conftest import COCO_MINI, SHARED
+
+YOLOX = SHARED / "peers" / "yolox-nano" / "yolox_nano.onnx"
+PICODET = SHARED / "peers" / "picodet-s" / "picodet_s_416.onnx"
+needs_shared = pytest.mark.skipif(not YOLOX.is_file() or not COCO_MINI.is_dir(), reason="needs ../shared")
+
+
+@needs_shared
+def test_a_teacher_off_the_students_grid_is_refused_with_the_way_out():
+    with pytest.raises(UsageError, match="needs the student's grid.*YOLOX runs at any size"):
+        DenseTeacher(str(PICODET), ["person"], 320)
+
+
+@needs_shared
+def test_the_teacher_fills_the_students_classes_it_knows_by_name():
+    teacher = DenseTeacher(str(YOLOX), ["dog", "zebra crossing", "motorbike"], 64)  # motorbike is COCO's motorcycle
+    images = torch.full((2, 3, 64, 64), 114, dtype=torch.uint8)
+    targets = teacher.annotate(images, [{"boxes": torch.zeros(0, 4)}, {"boxes": torch.zeros(0, 4)}])
+    points = len(anchor_points(64)[0])
+    assert targets[0]["teacher_scores"].shape == (points, 3) and targets[1]["teacher_boxes"].shape == (points, 4)
+    assert targets[0]["teacher_classes"].tolist() == [True, False, True]
+    assert targets[0]["teacher_scores"][:, 1].abs().sum() == 0 and targets[0]["teacher_scores"][:, 2].sum() > 0
+
+
+def _distill_loss(logits: torch.Tensor, teacher_scores: torch.Tensor, known: list[bool]) -> torch.Tensor:
+    points, strides = (torch.from_numpy(a) for a in anchor_points(64))
+    raw = torch.cat([torch.zeros(1, len(points), 4), logits[None]], -1)  # boxes of 8 strides around each point
+    half = strides[:, None]  # exp(0) * stride on each side
+    target = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
+              "teacher_scores": teacher_scores, "teacher_classes": torch.tensor(known),
+              "teacher_boxes": torch.cat([points - half, points + half], 1)}
+    return DetectionLoss(len(known))(raw, points, strides, [target])["loss_distill"]
+
+
+def test_the_distillation_loss_is_zero_at_the_teachers_scores_and_ignores_classes_it_lacks():
+    points = len(anchor_points(64)[0])
+    scores = torch.rand(points, 2) * 0.9 + 0.05
+    logits = torch.logit(scores)
+    assert _distill_loss(logits, scores, [True, True]).item() == pytest.approx(0.0, abs=1e-6)
+    moved = logits.clone().requires_grad_(True)
+    loss = _distill_loss(moved + torch.tensor([1.0, 0.0]), scores, [True, True])
+    loss.backward()
+    assert loss.item() > 0.01 and (moved.grad[:, 0] > 0).all()  # descending lowers the overconfident class
+    assert _distill_loss(logits + torch.tensor([0.0, 3.0]), scores, [True, False]).item() == pytest.approx(0, abs=1e-6)
+
+
+@needs_shared
+def test_training_with_a_dense_teacher_logs_its_loss_and_finishes(tmp_path):
+    from edgedet.data.subset import carve_coco_subset
+
+    data = carve_coco_subset(COCO_MINI, "train2017", tmp_path / "data", classes=["person", "dog"], max_images=8)
+    val = carve_coco_subset(COCO_MINI, "val2017", tmp_path / "val", classes=["person", "dog"], max_images=4)
+    shutil.move(val / "val2017", data / "val2017")
+    shutil.move(val / "annotations" / "instances_val2017.json", data / "annotations")
+    config = TrainConfig(arch="lite0@64", data=[str(data)], epochs=2, batch=4, workers=0, distill=str(YOLOX),
+                         eval_every=2, max_eval_images=4, pretrained=False)
+    final = train(config, tmp_path / "run")
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert log[0].split(",")[3] == "loss_distill" and all(float(row.split(",")[3]) > 0 for row in log[1:])
+    assert np.isfinite(final["AP"])
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["distill"] == str(YOLOX)
+
+
+def test_distillation_is_refused_for_the_ssdlite_head():
+    with pytest.raises(UsageError, match="dense distillation teaches edgedet's head"):
+        TrainConfig.from_dict({"data": ["x"], "head": "ssdlite", "distill": "t.onnx"})
+
+
+@needs_shared
+def test_a_teacher_that_knows_none_of_the_classes_is_one_line_and_exit_2(synthetic_small, in_tmp):
+    result = subprocess.run([sys.executable, "-m", "edgedet", "train", "--data", str(synthetic_small), "--epochs",
+                             "1", "--distill", str(YOLOX)], capture_output=True, text=True, cwd=in_tmp)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "detects none of" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Hashable, TypeVar
 
 from rich.console import Console
 
@@ -21,6 +23,7 @@ from edgedet.io import atomic_write_json
 from edgedet.reuse import changed_settings
 
 console = Console()
+Key, Result = TypeVar("Key", bound=Hashable), TypeVar("Result")
 
 
 def run_child(command: list[str], run: Path, cores: set[int] | None = None) -> dict[str, float]:
@@ -39,6 +42,29 @@ def run_child(command: list[str], run: Path, cores: set[int] | None = None) -> d
         raise subprocess.CalledProcessError(child.returncode, child.args)
     return {"wall_min": (time.perf_counter() - start) / 60, "cpu_min": (usage.ru_utime + usage.ru_stime) / 60,
             "peak_rss_gb": usage.ru_maxrss / 1024**2}
+
+
+def side_by_side(jobs: dict[Key, Callable[[set[int] | None], Result]], parallel: int) -> dict[Key, Result]:
+    """Every job run, ``parallel`` at a time, each given its own share of this process's cores to pin its child to
+    (side by side on a shared machine: each job's CPU is its own, not its neighbour's); one at a time: None, every
+    core."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < parallel:
+        raise SystemExit(f"--parallel {parallel}: this process may use only {len(cores)} cores")
+    free: queue.Queue[set[int] | None] = queue.Queue()
+    shares = [set(cores[len(cores) * i // parallel:len(cores) * (i + 1) // parallel]) for i in range(parallel)]
+    for share in ([None] if parallel == 1 else shares):
+        free.put(share)
+
+    def pinned(key: Key) -> Result:
+        share = free.get()
+        try:
+            return jobs[key](share)
+        finally:
+            free.put(share)
+
+    with ThreadPoolExecutor(parallel) as pool:
+        return dict(zip(jobs, pool.map(pinned, jobs)))
 
 
 def redo_unless_same(run: Path, wanted: dict[str, Any]) -> None:

@@ -37,16 +37,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import queue
 import re
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from _common import (console, parser_with_common, redo_unless_same, run_child,  # benchmarks/ is
-                     run_part)  # our folder
+                     run_part, side_by_side)  # our folder
 from rich.table import Table
 
 from edgedet.devices.builder import get_or_build_profile
@@ -122,25 +120,8 @@ def _also_eval(train_run: Path, args: argparse.Namespace, cores: set[int] | None
 
 def _train_all(jobs: dict[tuple[str, int], tuple[str, ArchSpec, list[str]]], args: argparse.Namespace
                ) -> dict[tuple[str, int], dict[str, Any]]:
-    """Every (model, seed) trained, ``--parallel`` at a time, each pinned to its own share of this process's cores
-    (side by side on a shared machine: each training's CPU is its own, not its neighbour's)."""
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < args.parallel:
-        raise SystemExit(f"--parallel {args.parallel}: this process may use only {len(cores)} cores")
-    free: queue.Queue[set[int] | None] = queue.Queue()
-    for share in ([None] if args.parallel == 1  # one at a time: on every core, unpinned
-                  else [{int(core) for core in share} for share in np.array_split(cores, args.parallel)]):
-        free.put(share)
-
-    def pinned(key: tuple[str, int]) -> dict[str, Any]:
-        share = free.get()
-        try:
-            return _train_child(*jobs[key], args, key[1], share)
-        finally:
-            free.put(share)
-
-    with ThreadPoolExecutor(args.parallel) as pool:
-        return dict(zip(jobs, pool.map(pinned, jobs)))
+    """Every (model, seed) trained, ``--parallel`` at a time, each pinned to its own share of the cores."""
+    return side_by_side({key: partial(_train_child, *job, args, key[1]) for key, job in jobs.items()}, args.parallel)
 
 
 def _search_tag(args: argparse.Namespace) -> str:

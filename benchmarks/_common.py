@@ -44,6 +44,16 @@ def run_child(command: list[str], run: Path, cores: set[int] | None = None) -> d
             "peak_rss_gb": usage.ru_maxrss / 1024**2}
 
 
+def eval_child(train_run: Path, data: Path, cores: set[int] | None = None) -> dict[str, Any]:
+    """A trained run's AP on another dataset's val (``edgedet eval`` of its best.pt in a child), kept beside it."""
+    done = train_run / f"also-{data.name}.json"
+    if not done.exists():
+        checkpoint = train_run / ("best.pt" if (train_run / "best.pt").exists() else "last.pt")
+        run_child(["eval", str(checkpoint), "--data", str(data), "--json-out", str(done)],
+                  Path("runs/eval") / f"{train_run.name}-{data.name}", cores)
+    return json.loads(done.read_text())
+
+
 def side_by_side(jobs: dict[Key, Callable[[set[int] | None], Result]], parallel: int) -> dict[Key, Result]:
     """Every job run, ``parallel`` at a time, each given its own share of this process's cores to pin its child to
     (side by side on a shared machine: each job's CPU is its own, not its neighbour's); one at a time: None, every

@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import (console, parser_with_common, redo_unless_same, run_child,  # benchmarks/ is
-                     run_part, side_by_side)  # our folder
+from _common import (console, eval_child, parser_with_common, redo_unless_same, run_child,  # benchmarks/
+                     run_part, side_by_side)  # is our folder
 from rich.table import Table
 
 from edgedet.devices.builder import get_or_build_profile
@@ -98,7 +98,7 @@ def _train_child(name: str, arch: ArchSpec, settings: list[str], args: argparse.
         final = json.loads((run / "final.json").read_text())
         atomic_write_json(done, {"arch": str(arch), "AP": final["AP"], "AP50": final["AP50"], **usage})
     result = json.loads(done.read_text()) | {"images_seen": _images_seen(run)}
-    return result | ({"also": _also_eval(run, args, cores)} if args.also_eval else {})
+    return result | ({"also": eval_child(run, args.also_eval, cores)} if args.also_eval else {})
 
 
 def _images_seen(run: Path) -> float:
@@ -106,16 +106,6 @@ def _images_seen(run: Path) -> float:
     that trains faster sees more."""
     with open(run / "log.csv", newline="") as log:
         return sum(float(row["images_per_s"]) * float(row["epoch_s"]) for row in csv.DictReader(log))
-
-
-def _also_eval(train_run: Path, args: argparse.Namespace, cores: set[int] | None) -> dict[str, Any]:
-    """The trained model's AP on ``--also-eval``'s val (``edgedet eval`` in a child), kept beside its training."""
-    done = train_run / f"also-{args.also_eval.name}.json"
-    if not done.exists():
-        checkpoint = train_run / ("best.pt" if (train_run / "best.pt").exists() else "last.pt")
-        run_child(["eval", str(checkpoint), "--data", str(args.also_eval), "--json-out", str(done)],
-                  Path("runs/eval") / f"{train_run.name}-{args.also_eval.name}", cores)
-    return json.loads(done.read_text())
 
 
 def _train_all(jobs: dict[tuple[str, int], tuple[str, ArchSpec, list[str]]], args: argparse.Namespace

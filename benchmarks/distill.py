@@ -17,14 +17,13 @@ while their settings are the same.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _common import (console, eval_child, parser_with_common, redo_unless_same, run_child, run_part,  # benchmarks/
-                     side_by_side)
+from _common import (console, eval_child, log_totals, parser_with_common, redo_unless_same,  # this folder's
+                     run_child, run_part, side_by_side)
 from rich.table import Table
 
 from edgedet.io import atomic_write_json
@@ -32,15 +31,6 @@ from edgedet.settings import parse_set_items
 from edgedet.stats import over_seeds, paired_gap
 
 ARMS = ("alone", "distill")
-
-
-def _log_totals(run: Path) -> dict[str, float]:
-    """The run's seconds of training and evaluation and the images it saw, from its log (resumes included)."""
-    with open(run / "log.csv", newline="") as log:
-        rows = list(csv.DictReader(log))
-    seconds = sum(float(row["epoch_s"]) + float(row["eval_s"] or 0) for row in rows)
-    seen = sum(float(row["images_per_s"]) * float(row["epoch_s"]) for row in rows)
-    return {"train_eval_min": seconds / 60, "images_seen": seen, "epochs": len(rows)}
 
 
 def _tag(args: argparse.Namespace) -> str:
@@ -53,7 +43,8 @@ def _train(arm: str, seed: int, args: argparse.Namespace, cores: set[int] | None
     teacher = [str(args.teacher)] if arm == "distill" else []
     classes = args.classes.split(",") if args.classes else None
     settings = {"data": [str(args.data)], "classes": classes, "time": args.time, "seed": seed,
-                "workers": args.workers, "distill": teacher[0] if teacher else None, **parse_set_items(args.train_set)}
+                "workers": args.workers, "max_eval_images": args.eval_images, "distill": teacher[0] if teacher else None,
+                **parse_set_items(args.train_set)}
     redo_unless_same(run, settings)
     done = run / "bench.json"
     if not done.exists():
@@ -65,7 +56,7 @@ def _train(arm: str, seed: int, args: argparse.Namespace, cores: set[int] | None
                            "--json-out", str(run / "final.json")], run, cores)
         final = json.loads((run / "final.json").read_text())
         atomic_write_json(done, {"AP": final["AP"], "AP50": final["AP50"], **usage})
-    result = json.loads(done.read_text()) | _log_totals(run)
+    result = json.loads(done.read_text()) | log_totals(run)
     return result | ({"also": eval_child(run, args.also_eval, cores)} if args.also_eval else {})
 
 

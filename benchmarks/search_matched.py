@@ -35,7 +35,6 @@ reused only while their settings are the same.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 from functools import partial
@@ -43,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import (console, eval_child, parser_with_common, redo_unless_same, run_child,  # benchmarks/
-                     run_part, side_by_side)  # is our folder
+from _common import (console, eval_child, log_totals, parser_with_common, redo_unless_same,  # benchmarks/
+                     run_child, run_part, side_by_side)  # is our folder
 from rich.table import Table
 
 from edgedet.devices.builder import get_or_build_profile
@@ -97,15 +96,8 @@ def _train_child(name: str, arch: ArchSpec, settings: list[str], args: argparse.
                            "--json-out", str(run / "final.json")], run, cores)
         final = json.loads((run / "final.json").read_text())
         atomic_write_json(done, {"arch": str(arch), "AP": final["AP"], "AP50": final["AP50"], **usage})
-    result = json.loads(done.read_text()) | {"images_seen": _images_seen(run)}
+    result = json.loads(done.read_text()) | {"images_seen": log_totals(run)["images_seen"]}
     return result | ({"also": eval_child(run, args.also_eval, cores)} if args.also_eval else {})
-
-
-def _images_seen(run: Path) -> float:
-    """About how many training images the run saw (each epoch's images/s x seconds): under one time budget a model
-    that trains faster sees more."""
-    with open(run / "log.csv", newline="") as log:
-        return sum(float(row["images_per_s"]) * float(row["epoch_s"]) for row in csv.DictReader(log))
 
 
 def _train_all(jobs: dict[tuple[str, int], tuple[str, ArchSpec, list[str]]], args: argparse.Namespace

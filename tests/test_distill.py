@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from edgedet.data.formats import COCO80_NAMES
 from edgedet.detect.loss import DetectionLoss
 from edgedet.errors import UsageError
+from edgedet.runtime.peers import load_teacher
 from edgedet.runtime.postprocess import anchor_points
+from edgedet.runtime.preprocess import letterbox, read_bgr
 from edgedet.train.config import TrainConfig
 from edgedet.train.distill import DenseTeacher
 from edgedet.train.engine import train
@@ -21,7 +24,8 @@ from conftest import COCO_MINI, SHARED
 
 YOLOX = SHARED / "peers" / "yolox-nano" / "yolox_nano.onnx"
 PICODET = SHARED / "peers" / "picodet-s" / "picodet_s_416.onnx"
-needs_shared = pytest.mark.skipif(not YOLOX.is_file() or not COCO_MINI.is_dir(), reason="needs ../shared")
+needs_shared = pytest.mark.skipif(not (YOLOX.is_file() and PICODET.is_file() and COCO_MINI.is_dir()),
+                                  reason="needs ../shared")
 
 
 @needs_shared
@@ -32,13 +36,18 @@ def test_a_teacher_off_the_students_grid_is_refused_with_the_way_out():
 
 @needs_shared
 def test_the_teacher_fills_the_students_classes_it_knows_by_name():
-    teacher = DenseTeacher(str(YOLOX), ["dog", "zebra crossing", "motorbike"], 64)  # motorbike is COCO's motorcycle
-    images = torch.full((2, 3, 64, 64), 114, dtype=torch.uint8)
+    teacher = DenseTeacher(str(YOLOX), ["dog", "zebra crossing", "motorbike"], 320)  # motorbike is COCO's motorcycle
+    rgb = letterbox(read_bgr(COCO_MINI / "val2017" / "000000000724.jpg"), 320)[0][0].astype(np.uint8)
+    images = torch.from_numpy(np.stack([rgb, rgb[:, :, ::-1].copy()]))  # the second one mirrored
     targets = teacher.annotate(images, [{"boxes": torch.zeros(0, 4)}, {"boxes": torch.zeros(0, 4)}])
-    points = len(anchor_points(64)[0])
+    points = len(anchor_points(320)[0])
     assert targets[0]["teacher_scores"].shape == (points, 3) and targets[1]["teacher_boxes"].shape == (points, 4)
     assert targets[0]["teacher_classes"].tolist() == [True, False, True]
-    assert targets[0]["teacher_scores"][:, 1].abs().sum() == 0 and targets[0]["teacher_scores"][:, 2].sum() > 0
+    every_class = load_teacher(YOLOX, size=320).dense(np.ascontiguousarray(rgb.transpose(1, 2, 0)[:, :, ::-1]))[1]
+    for column, name in ((0, "dog"), (2, "motorcycle")):
+        assert np.allclose(targets[0]["teacher_scores"][:, column], every_class[:, COCO80_NAMES.index(name)])
+    assert targets[0]["teacher_scores"][:, 1].abs().sum() == 0
+    assert not torch.equal(targets[0]["teacher_scores"], targets[1]["teacher_scores"])  # each image its own
 
 
 def _distill_loss(logits: torch.Tensor, teacher_scores: torch.Tensor, known: list[bool]) -> torch.Tensor:

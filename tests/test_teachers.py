@@ -12,7 +12,7 @@ from edgedet.errors import UsageError
 from edgedet.runtime.onnx_detector import OnnxDetector
 from edgedet.runtime.peers import ADAPTERS, FastestDet, NanoDetM, PicoDet, YoloX, load_teacher
 from edgedet.runtime.postprocess import anchor_points
-from edgedet.runtime.preprocess import read_bgr
+from edgedet.runtime.preprocess import letterbox, read_bgr
 from edgedet.runtime.sidecar import ModelCard, sidecar_path
 
 from conftest import COCO_MINI, SHARED
@@ -181,8 +181,14 @@ def test_dense_scores_every_point_and_class_and_agrees_with_the_detections():
     assert teacher.input_size == 320
     image = read_bgr(COCO_MINI / "val2017" / "000000000785.jpg")
     boxes, scores = teacher.dense(image)
-    assert boxes.shape == (len(anchor_points(320)[0]), 4) and scores.shape == (len(boxes), 2)
+    points = anchor_points(320)[0]
+    assert boxes.shape == (len(points), 4) and scores.shape == (len(boxes), 2)
     found = teacher(image)
     best = scores[:, 0].argmax()  # the person column: its best point is the top detection, in image pixels
     assert found.labels[0] == 0 and scores[best, 0] == pytest.approx(found.scores[0], abs=1e-6)
     assert np.allclose(boxes[best], found.boxes_xyxy[0], atol=1e-3)
+    square = np.ascontiguousarray(letterbox(image, 320)[0][0].transpose(1, 2, 0)[:, :, ::-1]).astype(np.uint8)
+    boxes, scores = teacher.dense(square)  # on the model's own input, point i is the student's anchor point i
+    confident = scores.max(1) > 0.5
+    inside = (points > boxes[:, :2]).all(1) & (points < boxes[:, 2:]).all(1)
+    assert confident.sum() >= 3 and inside[confident].all()

@@ -160,17 +160,19 @@ class DetectionLoss:
                  ) -> torch.Tensor:
         """Quality focal loss toward the teacher's score of each class it knows at every point (normalised by the
         sum of its best scores, as the labels' loss by its positives), plus CIoU toward its box where its best score
-        passes ``DISTILL_BOX_SCORE``, weighted by that score."""
-        scores = torch.stack([t["teacher_scores"] for t in targets])  # (B, N, K)
+        passes ``DISTILL_BOX_SCORE``, weighted by that score (a teacher box beside the point, as a label's centre
+        cell may be, pulls the student's box to reach it, as the labels' loss does)."""
         known = torch.stack([t["teacher_classes"] for t in targets]).float()[:, None, :]  # (B, 1, K)
+        scores = torch.stack([t["teacher_scores"] for t in targets]) * known  # (B, N, K)
+        teacher_boxes = torch.stack([t["teacher_boxes"] for t in targets])  # (B, N, 4)
         best = scores.amax(-1)  # (B, N)
         loss_cls = (quality_focal_loss(logits, scores) * known).sum() / mean_over_ranks(best.sum()).clamp(min=1.0)
         confident = best > DISTILL_BOX_SCORE
+        box_norm = mean_over_ranks((best * confident).sum()).clamp(min=1.0)  # on every rank, boxes or not
         if not confident.any():
             return loss_cls + boxes.sum() * 0.0
-        teacher_boxes = torch.stack([t["teacher_boxes"] for t in targets])[confident]
-        box_losses = complete_box_iou_loss(boxes[confident], teacher_boxes, reduction="none") * best[confident]
-        return loss_cls + self.box_weight * box_losses.sum() / mean_over_ranks(best[confident].sum()).clamp(min=1.0)
+        box_losses = complete_box_iou_loss(boxes[confident], teacher_boxes[confident], reduction="none")
+        return loss_cls + self.box_weight * (box_losses * best[confident]).sum() / box_norm
 
     def _box_weights(self, soft: torch.Tensor, scores: torch.Tensor, point_labels: torch.Tensor,
                      label_score: torch.Tensor) -> torch.Tensor:

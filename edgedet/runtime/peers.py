@@ -88,7 +88,8 @@ class PeerDetector:
 
     def __init__(self, path: Path, names: list[str] | None = None, *, threads: int = 1, conf: float = 0.05,
                  keep: list[str] | None = None, providers: Providers | None = None, size: int | None = None) -> None:
-        """``size`` runs a graph without baked-in sizes (YOLOX) at that input size instead of the adapter's."""
+        """``size`` runs a graph without baked-in sizes (YOLOX) at that input size instead of the adapter's; a graph
+        with fixed sizes keeps its own (``input_size`` says which)."""
         names = names or COCO80_NAMES
         if size is not None:
             self.size = size
@@ -98,7 +99,7 @@ class PeerDetector:
         self.num_classes, self.conf = len(names), conf
         self.class_names = keep or names
         self.label_of = _label_map(names, self.class_names)
-        self.columns = [int(np.nonzero(self.label_of == k)[0][0]) for k in range(len(self.class_names))]
+        self.class_columns = [names.index(name) for name in self.class_names]  # of each kept class in the output
 
     @classmethod
     def matches(cls, inputs: Shapes, outputs: Shapes) -> bool:
@@ -162,7 +163,7 @@ class PeerDetector:
         graph's grids, before any threshold or NMS: what dense distillation learns from."""
         tensor, (sx, sy, left, top) = self.preprocess(image)
         boxes, scores = self.dense_decode(self.infer(tensor))
-        return (boxes - [left, top, left, top]) / [sx, sy, sx, sy], scores[:, self.columns]
+        return (boxes - [left, top, left, top]) / [sx, sy, sx, sy], scores[:, self.class_columns]
 
     def _finish(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> Detections:
         """Keep the wanted classes above ``conf``, per-class NMS, labels re-indexed into ``class_names``."""

@@ -72,6 +72,8 @@ class TrainConfig:
             raise UsageError("epochs and batch must be at least 1")
         if config.head not in HEADS:
             raise UsageError(f"head '{config.head}': use one of {', '.join(HEADS)}")
+        if config.distill_weight < 0:
+            raise UsageError(f"distill_weight {config.distill_weight}: give a weight >= 0")
         if config.distill and config.head != "edgedet":
             raise UsageError(f"distill: dense distillation teaches edgedet's head, not '{config.head}'")
         if config.box_weighting not in BOX_WEIGHTINGS:

@@ -106,10 +106,12 @@ class Trainer:
         self.net = (torch.nn.parallel.DistributedDataParallel(self.model) if self.distributed else self.model)
         self.teacher = None
         if self.config.distill:
+            from edgedet.runtime.session import choose_providers
             from edgedet.train.distill import DenseTeacher
 
+            providers = choose_providers("auto")[1] if self.device.type == "cuda" else None  # the GPU's, if any
             self.teacher = DenseTeacher(self.config.distill, self.train_set.class_names, self.arch.imgsz,
-                                        threads=torch.get_num_threads())
+                                        threads=torch.get_num_threads(), providers=providers)
 
     # --- state -------------------------------------------------------------------------------------------------
     def state(self, epoch: int) -> dict[str, Any]:
@@ -233,7 +235,8 @@ class Trainer:
         return stop
 
     def log(self, row: dict[str, Any]) -> None:
-        keys = ["epoch", "loss_cls", "loss_box", "loss_distill", "lr", "images_per_s", "epoch_s", "eval_s", "AP", "AP50"]
+        losses = ["loss_cls", "loss_box"] + (["loss_distill"] if self.config.distill else [])
+        keys = ["epoch", *losses, "lr", "images_per_s", "epoch_s", "eval_s", "AP", "AP50"]
         write_log_csv(self.run_dir / "log.csv", self.history, keys)
         if self.writer:
             for key, value in row.items():

@@ -9,7 +9,7 @@ budget, side by side, each pinned to its own core: the labels alone, and the lab
 teacher's time comes out of the student's budget, so the comparison is per CPU-minute. Reported: AP / AP50 on
 ``--data``'s val (for coco-mini, val2017: the teacher trained on train2017, the student never sees val) and on
 ``--also-eval``'s, the training and evaluation minutes and the images seen of each run, and the paired AP gap over
-the seeds. Prints the table and writes ``<--out>/distill-<data>-<classes>-<time>.json``; the trainings
+the seeds, beside the teacher's own AP at the student's input size (what it can teach). Prints the table and writes ``<--out>/distill-<data>-<classes>-<time>.json``; the trainings
 (``runs/train/distill-<data>-<classes>-{alone,distill}-<time>[-seedN]``) resume when interrupted and are reused only
 while their settings are the same.
 """
@@ -26,9 +26,13 @@ from _common import (console, eval_child, log_totals, parser_with_common, redo_u
                      run_child, run_part, side_by_side)
 from rich.table import Table
 
+from edgedet.data.annotations import find_split
+from edgedet.evaluate.images import evaluate_predictor
 from edgedet.io import atomic_write_json
+from edgedet.runtime.peers import load_teacher
 from edgedet.settings import parse_set_items
 from edgedet.stats import over_seeds, paired_gap
+from edgedet.train.config import TrainConfig
 
 ARMS = ("alone", "distill")
 
@@ -66,6 +70,16 @@ def _over_seeds(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return {k: v for k, v in over_seeds(runs).items() if k not in ("cpu_min", "wall_min")}
 
 
+def _teacher_eval(args: argparse.Namespace) -> dict[str, Any]:
+    """The teacher's AP / AP50 on ``--data``'s val at the student's input size, as distillation runs it."""
+    settings = parse_set_items(args.train_set)
+    imgsz = TrainConfig(data=[str(args.data)], **settings).trained_arch().imgsz
+    classes = args.classes.split(",") if args.classes else None
+    teacher = load_teacher(args.teacher, class_names=classes, size=imgsz, conf=0.025)
+    report, _ = evaluate_predictor(teacher, *find_split(args.data, "val"), list(teacher.class_names))
+    return {"imgsz": imgsz, "AP": report.metrics["AP"], "AP50": report.metrics["AP50"]}
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     jobs = {(arm, seed): partial(_train, arm, seed, args) for seed in args.seeds for arm in ARMS}
     trained = side_by_side(jobs, args.parallel)
@@ -81,7 +95,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if args.also_eval else {})
     return {"data": args.data.name, "classes": args.classes or "all", "also_eval": args.also_eval and
             args.also_eval.name, "teacher": args.teacher.name, "time": args.time, "seeds": args.seeds,
-            "rows": rows, "AP": rows["distill"]["AP"], "AP50": rows["distill"]["AP50"],
+            "rows": rows, "teacher_eval": _teacher_eval(args), "AP": rows["distill"]["AP"], "AP50": rows["distill"]["AP50"],
             "AP_alone": rows["alone"]["AP"], "AP50_alone": rows["alone"]["AP50"], **gap, **also}
 
 
@@ -96,8 +110,10 @@ def show(part: str, result: dict[str, Any]) -> None:
                       ", ".join(f"{m:.1f}" for m in row["train_eval_min"]),
                       ", ".join(f"{n:.0f}" for n in row["images_seen"]), ", ".join(map(str, row["epochs"])))
     noise = "" if result["gap_se"] is None else f" ± {result['gap_se']:.2f} (s.e.)"
-    table.caption = f"distill − alone: {result['gap']:+.2f} AP{noise} over {result['paired_seeds']} paired seeds" + (
-        f"; on {also}: {result['also_gap']:+.2f}" if also else "")
+    teacher = result["teacher_eval"]
+    table.caption = (f"distill − alone: {result['gap']:+.2f} AP{noise} over {result['paired_seeds']} paired seeds"
+                     + (f"; on {also}: {result['also_gap']:+.2f}" if also else "")
+                     + f"; the teacher at {teacher['imgsz']} px: {teacher['AP']:.1f} / {teacher['AP50']:.1f}")
     console.print(table)
 
 

@@ -75,6 +75,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-x))
 
 
+def _to_image_pixels(boxes: np.ndarray, geometry: tuple[float, float, float, float]) -> np.ndarray:
+    """(N, 4) boxes in model-input pixels -> image pixels, by the ``(sx, sy, left, top)`` that ``preprocess``
+    returns."""
+    sx, sy, left, top = geometry
+    return (boxes - [left, top, left, top]) / [sx, sy, sx, sy]
+
+
 class PeerDetector:
     """Base of the adapters: the input contract applied, the graph run, ``decode``, then class selection and NMS."""
 
@@ -149,9 +156,9 @@ class PeerDetector:
     def postprocess(self, outputs: list[np.ndarray], geometry: tuple[float, float, float, float],
                     orig_size: tuple[int, int]) -> Detections:
         """Graph outputs -> detections in image pixels (the same three steps as ``OnnxDetector``, for timing)."""
-        (height, width), (sx, sy, left, top) = orig_size, geometry
+        height, width = orig_size
         boxes, scores, labels = self.decode(outputs)
-        boxes = ((boxes - [left, top, left, top]) / [sx, sy, sx, sy]).clip(0, [width, height] * 2)
+        boxes = _to_image_pixels(boxes, geometry).clip(0, [width, height] * 2)
         return self._finish(boxes, scores, labels)
 
     def __call__(self, image: np.ndarray) -> Detections:
@@ -161,9 +168,9 @@ class PeerDetector:
     def dense(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W, 3) BGR -> ((N, 4) boxes in image pixels, (N, len(class_names)) scores) at every point of the
         graph's grids, before any threshold or NMS: what dense distillation learns from."""
-        tensor, (sx, sy, left, top) = self.preprocess(image)
+        tensor, geometry = self.preprocess(image)
         boxes, scores = self.dense_decode(self.infer(tensor))
-        return (boxes - [left, top, left, top]) / [sx, sy, sx, sy], scores[:, self.class_columns]
+        return _to_image_pixels(boxes, geometry), scores[:, self.class_columns]
 
     def _finish(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> Detections:
         """Keep the wanted classes above ``conf``, per-class NMS, labels re-indexed into ``class_names``."""

@@ -45,15 +45,16 @@ def run_child(command: list[str], run: Path, cores: set[int] | None = None) -> d
             "peak_rss_gb": usage.ru_maxrss / 1024**2}
 
 
-def log_totals(run: Path) -> dict[str, float]:
+def log_totals(run: Path) -> dict[str, Any]:
     """A training run's minutes of training and evaluation, the images it saw (each epoch's images/s x seconds:
-    under one time budget a model that trains faster sees more) and its epochs, from its log.csv (resumes
-    included)."""
+    under one time budget a model that trains faster sees more), its epochs and its evaluations along the way
+    (``[epoch, AP]``), from its log.csv (resumes included)."""
     with open(run / "log.csv", newline="") as log:
         rows = list(csv.DictReader(log))
     seconds = sum(float(row["epoch_s"]) + float(row["eval_s"] or 0) for row in rows)
     seen = sum(float(row["images_per_s"]) * float(row["epoch_s"]) for row in rows)
-    return {"train_eval_min": seconds / 60, "images_seen": seen, "epochs": len(rows)}
+    evals = [[int(row["epoch"]), float(row["AP"])] for row in rows if row["AP"]]
+    return {"train_eval_min": seconds / 60, "images_seen": seen, "epochs": len(rows), "evals": evals}
 
 
 def eval_child(train_run: Path, data: Path, cores: set[int] | None = None) -> dict[str, Any]:

@@ -8,8 +8,9 @@ For each seed, ``edgedet train`` on ``--data`` (every class it annotates, or ``-
 budget, side by side, each pinned to its own core: the labels alone, and the labels with ``--distill TEACHER``. The
 teacher's time comes out of the student's budget, so the comparison is per CPU-minute. Reported: AP / AP50 on
 ``--data``'s val (for coco-mini, val2017: the teacher trained on train2017, the student never sees val) and on
-``--also-eval``'s, the training and evaluation minutes and the images seen of each run, and the paired AP gap over
-the seeds, beside the teacher's own AP at the student's input size (what it can teach). Prints the table and writes ``<--out>/distill-<data>-<classes>-<time>.json``; the trainings
+``--also-eval``'s, the training and evaluation minutes, the images seen and the evaluations along the way of each
+run, and the paired AP gap over the seeds, beside the teacher's own AP at the student's input size (what it can
+teach). Prints the table and writes ``<--out>/distill-<data>-<classes>-<time>.json``; the trainings
 (``runs/train/distill-<data>-<classes>-{alone,distill}-<time>[-seedN]``) resume when interrupted and are reused only
 while their settings are the same.
 """
@@ -37,18 +38,21 @@ from edgedet.train.config import TrainConfig
 ARMS = ("alone", "distill")
 
 
+def _classes(args: argparse.Namespace) -> list[str] | None:
+    return args.classes.split(",") if args.classes else None
+
+
 def _tag(args: argparse.Namespace) -> str:
-    return f"{args.data.name}-{args.classes.replace(',', '+') if args.classes else 'all'}"
+    return f"{args.data.name}-{'+'.join(_classes(args) or ['all'])}"
 
 
 def _train(arm: str, seed: int, args: argparse.Namespace, cores: set[int] | None) -> dict[str, Any]:
     """One arm's training in a child (see ``run_child``), then its AP on ``--also-eval``; kept in the run folder."""
     run = Path("runs/train") / f"distill-{_tag(args)}-{arm}-{args.time}{f'-seed{seed}' if seed else ''}"
     teacher = [str(args.teacher)] if arm == "distill" else []
-    classes = args.classes.split(",") if args.classes else None
-    settings = {"data": [str(args.data)], "classes": classes, "time": args.time, "seed": seed,
-                "workers": args.workers, "max_eval_images": args.eval_images, "distill": teacher[0] if teacher else None,
-                **parse_set_items(args.train_set)}
+    settings = {"data": [str(args.data)], "classes": _classes(args), "time": args.time, "seed": seed,
+                "workers": args.workers, "max_eval_images": args.eval_images,
+                "distill": teacher[0] if teacher else None, **parse_set_items(args.train_set)}
     redo_unless_same(run, settings)
     done = run / "bench.json"
     if not done.exists():
@@ -74,8 +78,7 @@ def _teacher_eval(args: argparse.Namespace) -> dict[str, Any]:
     """The teacher's AP / AP50 on ``--data``'s val at the student's input size, as distillation runs it."""
     settings = parse_set_items(args.train_set)
     imgsz = TrainConfig(data=[str(args.data)], **settings).trained_arch().imgsz
-    classes = args.classes.split(",") if args.classes else None
-    teacher = load_teacher(args.teacher, class_names=classes, size=imgsz, conf=0.025)
+    teacher = load_teacher(args.teacher, class_names=_classes(args), size=imgsz, conf=0.025)
     report, _ = evaluate_predictor(teacher, *find_split(args.data, "val"), list(teacher.class_names))
     return {"imgsz": imgsz, "AP": report.metrics["AP"], "AP50": report.metrics["AP50"]}
 
@@ -87,7 +90,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for arm in ARMS:
         runs = {seed: trained[arm, seed] for seed in args.seeds}
         rows[arm] = _over_seeds(runs) | {key: [run[key] for run in runs.values()]
-                                         for key in ("train_eval_min", "images_seen", "epochs")}
+                                         for key in ("train_eval_min", "images_seen", "epochs", "evals")}
         if args.also_eval:
             rows[arm]["also"] = _over_seeds({seed: run | run["also"] for seed, run in runs.items()})
     gap = paired_gap(rows["distill"], rows["alone"])
@@ -95,8 +98,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if args.also_eval else {})
     return {"data": args.data.name, "classes": args.classes or "all", "also_eval": args.also_eval and
             args.also_eval.name, "teacher": args.teacher.name, "time": args.time, "seeds": args.seeds,
-            "rows": rows, "teacher_eval": _teacher_eval(args), "AP": rows["distill"]["AP"], "AP50": rows["distill"]["AP50"],
-            "AP_alone": rows["alone"]["AP"], "AP50_alone": rows["alone"]["AP50"], **gap, **also}
+            "rows": rows, "teacher_eval": _teacher_eval(args), "AP": rows["distill"]["AP"],
+            "AP50": rows["distill"]["AP50"], "AP_alone": rows["alone"]["AP"], "AP50_alone": rows["alone"]["AP50"],
+            **gap, **also}
 
 
 def show(part: str, result: dict[str, Any]) -> None:
@@ -106,7 +110,8 @@ def show(part: str, result: dict[str, Any]) -> None:
                   f"{result['time']} each, seeds {result['seeds']}, teacher {result['teacher']}")
     for arm, row in result["rows"].items():
         table.add_row(arm, f"{row['AP']:.2f} ({', '.join(f'{ap:.2f}' for ap in row['AP_per_seed'])})",
-                      f"{row['AP50']:.2f}", *([f"{row['also']['AP']:.2f} / {row['also']['AP50']:.2f}"] if also else []),
+                      f"{row['AP50']:.2f}",
+                      *([f"{row['also']['AP']:.2f} / {row['also']['AP50']:.2f}"] if also else []),
                       ", ".join(f"{m:.1f}" for m in row["train_eval_min"]),
                       ", ".join(f"{n:.0f}" for n in row["images_seen"]), ", ".join(map(str, row["epochs"])))
     noise = "" if result["gap_se"] is None else f" ± {result['gap_se']:.2f} (s.e.)"

@@ -8,8 +8,8 @@ hard box), and the scores carry what the teacher finds alike (a chair that looks
 see the student's grid: it runs on the student's own letterboxed input, at the same size, with strides 8, 16, 32 in
 the same order (YOLOX runs at any size; NanoDet-m's 320 graph fits a 320 student; the check below counts the points,
 the adapters' tests check their order). Teacher-only classes of an image are taught even where its dataset does not
-annotate them. The teacher runs one image at a time in the training process: on this project's CPUs YOLOX-Nano at
-320 px costs about 15 ms an image against the student's ~250 ms a training image on one core.
+annotate them. The teacher runs one image at a time in the training process: on one core of this project's CPUs
+YOLOX-Nano at 320 px made a training image take 258 ms instead of 238 ms (benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -3,10 +3,14 @@ benchmarks/README.md has the results:
 
     python benchmarks/distill.py [--data ../shared/datasets/coco-mini] [--classes person] [--time 85m] [--seeds 0]
         [--teacher ../shared/peers/yolox-nano/yolox_nano.onnx] [--train-set warmup_epochs=5] [--also-eval DIR]
+        [--more-data ../shared/datasets/people] [--arms alone distill]
 
 For each seed, ``edgedet train`` on ``--data`` (every class it annotates, or ``--classes``) twice under one time
 budget, side by side, each pinned to its own core: the labels alone, and the labels with ``--distill TEACHER``. The
-teacher's time comes out of the student's budget, so the comparison is per CPU-minute. Reported: AP / AP50 on
+teacher's time comes out of the student's budget, so the comparison is per CPU-minute. ``--more-data`` trains on more
+folders beside ``--data`` (``--train-set data_repeats=[...]`` weighs them): the classes they do not annotate are
+learned from the teacher alone, and the val stays ``--data``'s. ``--arms distill`` trains one arm only (the paired
+gap then is not reported). Reported: AP / AP50 on
 ``--data``'s val (for coco-mini, val2017: the teacher trained on train2017, the student never sees val) and on
 ``--also-eval``'s, the training and evaluation minutes, the images seen and the evaluations along the way of each
 run, and the paired AP gap over the seeds, beside the teacher's own AP at the student's input size (what it can
@@ -42,22 +46,27 @@ def _classes(args: argparse.Namespace) -> list[str] | None:
     return args.classes.split(",") if args.classes else None
 
 
+def _data(args: argparse.Namespace) -> list[Path]:
+    return [args.data, *args.more_data]
+
+
 def _tag(args: argparse.Namespace) -> str:
-    return f"{args.data.name}-{'+'.join(_classes(args) or ['all'])}"
+    return f"{'+'.join(path.name for path in _data(args))}-{'+'.join(_classes(args) or ['all'])}"
 
 
 def _train(arm: str, seed: int, args: argparse.Namespace, cores: set[int] | None) -> dict[str, Any]:
     """One arm's training in a child (see ``run_child``), then its AP on ``--also-eval``; kept in the run folder."""
     run = Path("runs/train") / f"distill-{_tag(args)}-{arm}-{args.time}{f'-seed{seed}' if seed else ''}"
     teacher = [str(args.teacher)] if arm == "distill" else []
-    settings = {"data": [str(args.data)], "classes": _classes(args), "time": args.time, "seed": seed,
+    settings = {"data": list(map(str, _data(args))), "classes": _classes(args), "time": args.time, "seed": seed,
                 "workers": args.workers, "max_eval_images": args.eval_images,
                 "distill": teacher[0] if teacher else None, **parse_set_items(args.train_set)}
     redo_unless_same(run, settings)
     done = run / "bench.json"
     if not done.exists():
-        usage = run_child(["train", "--data", str(args.data), "--time", args.time, "--seed", str(seed),
-                           "--workers", str(args.workers), "--eval-images", str(args.eval_images),
+        usage = run_child(["train", *[arg for path in _data(args) for arg in ("--data", str(path))],
+                           "--time", args.time, "--seed", str(seed), "--workers", str(args.workers),
+                           "--eval-images", str(args.eval_images),
                            *(["--classes", args.classes] if args.classes else []),
                            *[arg for setting in args.train_set for arg in ("--set", setting)],
                            *[arg for path in teacher for arg in ("--distill", path)],
@@ -84,29 +93,31 @@ def _teacher_eval(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    jobs = {(arm, seed): partial(_train, arm, seed, args) for seed in args.seeds for arm in ARMS}
+    jobs = {(arm, seed): partial(_train, arm, seed, args) for seed in args.seeds for arm in args.arms}
     trained = side_by_side(jobs, args.parallel)
     rows = {}
-    for arm in ARMS:
+    for arm in args.arms:
         runs = {seed: trained[arm, seed] for seed in args.seeds}
         rows[arm] = _over_seeds(runs) | {key: [run[key] for run in runs.values()]
                                          for key in ("train_eval_min", "images_seen", "epochs", "evals")}
         if args.also_eval:
             rows[arm]["also"] = _over_seeds({seed: run | run["also"] for seed, run in runs.items()})
-    gap = paired_gap(rows["distill"], rows["alone"])
+    both = set(args.arms) == set(ARMS)
+    gap = paired_gap(rows["distill"], rows["alone"]) if both else {}
     also = ({f"also_{k}": v for k, v in paired_gap(rows["distill"]["also"], rows["alone"]["also"]).items()}
-            if args.also_eval else {})
-    return {"data": args.data.name, "classes": args.classes or "all", "also_eval": args.also_eval and
-            args.also_eval.name, "teacher": args.teacher.name, "time": args.time, "seeds": args.seeds,
-            "rows": rows, "teacher_eval": _teacher_eval(args), "AP": rows["distill"]["AP"],
-            "AP50": rows["distill"]["AP50"], "AP_alone": rows["alone"]["AP"], "AP50_alone": rows["alone"]["AP50"],
-            **gap, **also}
+            if args.also_eval and both else {})
+    flat = {(key if arm == "distill" else f"{key}_alone"): rows[arm][key] for arm in rows for key in ("AP", "AP50")}
+    return {"data": args.data.name, "more_data": [path.name for path in args.more_data],
+            "classes": args.classes or "all", "also_eval": args.also_eval and args.also_eval.name,
+            "teacher": args.teacher.name, "time": args.time, "seeds": args.seeds, "rows": rows,
+            "teacher_eval": _teacher_eval(args), **flat, **gap, **also}
 
 
 def show(part: str, result: dict[str, Any]) -> None:
     also = result["also_eval"]
+    more = f" (trained also on {', '.join(result['more_data'])})" if result.get("more_data") else ""
     table = Table("arm", "AP (per seed)", "AP50", *([f"{also} AP / AP50"] if also else []), "train + eval min",
-                  "images seen", "epochs", title=f"{result['data']} val, classes {result['classes']}: "
+                  "images seen", "epochs", title=f"{result['data']} val{more}, classes {result['classes']}: "
                   f"{result['time']} each, seeds {result['seeds']}, teacher {result['teacher']}")
     for arm, row in result["rows"].items():
         table.add_row(arm, f"{row['AP']:.2f} ({', '.join(f'{ap:.2f}' for ap in row['AP_per_seed'])})",
@@ -114,11 +125,13 @@ def show(part: str, result: dict[str, Any]) -> None:
                       *([f"{row['also']['AP']:.2f} / {row['also']['AP50']:.2f}"] if also else []),
                       ", ".join(f"{m:.1f}" for m in row["train_eval_min"]),
                       ", ".join(f"{n:.0f}" for n in row["images_seen"]), ", ".join(map(str, row["epochs"])))
-    noise = "" if result["gap_se"] is None else f" ± {result['gap_se']:.2f} (s.e.)"
     teacher = result["teacher_eval"]
-    table.caption = (f"distill − alone: {result['gap']:+.2f} AP{noise} over {result['paired_seeds']} paired seeds"
-                     + (f"; on {also}: {result['also_gap']:+.2f}" if also else "")
-                     + f"; the teacher at {teacher['imgsz']} px: {teacher['AP']:.1f} / {teacher['AP50']:.1f}")
+    gap = ""
+    if "gap" in result:
+        noise = "" if result["gap_se"] is None else f" ± {result['gap_se']:.2f} (s.e.)"
+        gap = (f"distill − alone: {result['gap']:+.2f} AP{noise} over {result['paired_seeds']} paired seeds"
+               + (f"; on {also}: {result['also_gap']:+.2f}" if also else "") + "; ")
+    table.caption = gap + f"the teacher at {teacher['imgsz']} px: {teacher['AP']:.1f} / {teacher['AP50']:.1f}"
     console.print(table)
 
 
@@ -131,6 +144,9 @@ def main() -> None:
         help="the dense teacher (edgedet train --distill): on the student's grid")
     add("--time", default="85m", help="each training's time budget, the teacher's time included")
     add("--seeds", type=int, nargs="+", default=[0], help="each seed trains both arms; the gap is paired by seed")
+    add("--arms", nargs="+", choices=ARMS, default=list(ARMS), help="the arms to train (both for the gap)")
+    add("--more-data", type=Path, nargs="*", default=[], help="more training folders beside --data, e.g. "
+        "../shared/datasets/people (their unannotated classes are taught by the teacher alone; val stays --data's)")
     add("--train-set", nargs="*", default=["warmup_epochs=5"], metavar="KEY=VALUE",
         help="both trainings' other settings (edgedet train --set)")
     add("--workers", type=int, default=1, help="data-loading workers of each training")

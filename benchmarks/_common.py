@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -99,6 +100,12 @@ def redo_unless_same(run: Path, wanted: dict[str, Any]) -> None:
     if changed:
         console.print(f"{run}: made with another {', '.join(changed)}; doing it afresh")
         shutil.rmtree(run)
+
+
+def settings_tag(pairs: list[str]) -> str:
+    """KEY=VALUE settings in a run folder's name (``-epochs3``, ``-input_sizes-256-288`` for a list): runs made with
+    other ones keep their own folders."""
+    return "".join("-" + re.sub(r"[^\w.]+", "-", pair.replace("=", "")).strip("-") for pair in pairs)
 
 
 def parser_with_common(doc: str | None) -> argparse.ArgumentParser:

@@ -10,13 +10,13 @@ budget, side by side, each pinned to its own core: the labels alone, and the lab
 teacher's time comes out of the student's budget, so the comparison is per CPU-minute. ``--more-data`` trains on more
 folders beside ``--data`` (``--train-set data_repeats=[...]`` weighs them): the classes they do not annotate are
 learned from the teacher alone, and the val stays ``--data``'s. ``--arms distill`` trains one arm only (the paired
-gap then is not reported). Reported: AP / AP50 on
-``--data``'s val (for coco-mini, val2017: the teacher trained on train2017, the student never sees val) and on
-``--also-eval``'s, the training and evaluation minutes, the images seen and the evaluations along the way of each
-run, and the paired AP gap over the seeds, beside the teacher's own AP at the student's input size (what it can
-teach). Prints the table and writes ``<--out>/distill-<data>-<classes>-<time>.json``; the trainings
-(``runs/train/distill-<data>-<classes>-{alone,distill}-<time>[-seedN]``) resume when interrupted and are reused only
-while their settings are the same.
+gap then is not reported). Reported: AP / AP50 on ``--data``'s val (for coco-mini, val2017: the teacher trained on
+train2017, the student never sees val) and on ``--also-eval``'s, the training and evaluation minutes, the images seen
+and the evaluations along the way of each run, and the paired AP gap over the seeds, beside the teacher's own AP on
+the val images shrunk to the student's input size, run at that size times ``--train-set distill_scale=N`` (what it
+can teach). Prints the table and writes ``<--out>/distill-<data>-<classes>-<time>[-<settings>].json``; the trainings
+(``runs/train/distill-<data>-<classes>-{alone,distill}-<time>[-<settings>][-seedN]``, the settings being those of
+``--train-set`` other than its default) resume when interrupted and are reused only while their settings are the same.
 """
 
 from __future__ import annotations
@@ -28,18 +28,22 @@ from pathlib import Path
 from typing import Any
 
 from _common import (console, eval_child, log_totals, parser_with_common, redo_unless_same,  # this folder's
-                     run_child, run_part, side_by_side)
+                     run_child, run_part, settings_tag, side_by_side)
+import cv2
+import numpy as np
 from rich.table import Table
 
 from edgedet.data.annotations import find_split
 from edgedet.evaluate.images import evaluate_predictor
 from edgedet.io import atomic_write_json
+from edgedet.runtime.detections import Detections
 from edgedet.runtime.peers import load_teacher
 from edgedet.settings import parse_set_items
 from edgedet.stats import over_seeds, paired_gap
 from edgedet.train.config import TrainConfig
 
 ARMS = ("alone", "distill")
+DEFAULT_TRAIN_SET = ["warmup_epochs=5"]  # --train-set's default: the only settings a run folder's name leaves out
 
 
 def _classes(args: argparse.Namespace) -> list[str] | None:
@@ -54,9 +58,15 @@ def _tag(args: argparse.Namespace) -> str:
     return f"{'+'.join(path.name for path in _data(args))}-{'+'.join(_classes(args) or ['all'])}"
 
 
+def _settings(args: argparse.Namespace) -> str:
+    """The --train-set settings besides the default, for folder and file names (other settings, other runs)."""
+    return settings_tag([pair for pair in args.train_set if pair not in DEFAULT_TRAIN_SET])
+
+
 def _train(arm: str, seed: int, args: argparse.Namespace, cores: set[int] | None) -> dict[str, Any]:
     """One arm's training in a child (see ``run_child``), then its AP on ``--also-eval``; kept in the run folder."""
-    run = Path("runs/train") / f"distill-{_tag(args)}-{arm}-{args.time}{f'-seed{seed}' if seed else ''}"
+    seed_tag = f"-seed{seed}" if seed else ""
+    run = Path("runs/train") / f"distill-{_tag(args)}-{arm}-{args.time}{_settings(args)}{seed_tag}"
     teacher = [str(args.teacher)] if arm == "distill" else []
     settings = {"data": list(map(str, _data(args))), "classes": _classes(args), "time": args.time, "seed": seed,
                 "workers": args.workers, "max_eval_images": args.eval_images,
@@ -84,12 +94,21 @@ def _over_seeds(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _teacher_eval(args: argparse.Namespace) -> dict[str, Any]:
-    """The teacher's AP / AP50 on ``--data``'s val at the student's input size, as distillation runs it."""
-    settings = parse_set_items(args.train_set)
-    imgsz = TrainConfig(data=[str(args.data)], **settings).trained_arch().imgsz
-    teacher = load_teacher(args.teacher, class_names=_classes(args), size=imgsz, conf=0.025)
-    report, _ = evaluate_predictor(teacher, *find_split(args.data, "val"), list(teacher.class_names))
-    return {"imgsz": imgsz, "AP": report.metrics["AP"], "AP50": report.metrics["AP50"]}
+    """The teacher's AP / AP50 on ``--data``'s val as distillation runs it: on the image shrunk to the student's
+    input size, at that size times ``distill_scale`` (what it can teach)."""
+    config = TrainConfig(data=[str(args.data)], **parse_set_items(args.train_set))
+    imgsz = config.trained_arch().imgsz
+    teacher = load_teacher(args.teacher, class_names=_classes(args), size=imgsz * config.distill_scale, conf=0.025)
+
+    def at_student_size(image: np.ndarray) -> Detections:
+        shrink = min(1.0, imgsz / max(image.shape[:2]))
+        small = cv2.resize(image, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+        found = teacher(small)
+        return Detections(found.boxes_xyxy / shrink, found.scores, found.labels)
+
+    report, _ = evaluate_predictor(at_student_size, *find_split(args.data, "val"), list(teacher.class_names))
+    return {"imgsz": imgsz, "teacher_imgsz": teacher.input_size, "AP": report.metrics["AP"],
+            "AP50": report.metrics["AP50"]}
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -131,7 +150,9 @@ def show(part: str, result: dict[str, Any]) -> None:
         noise = "" if result["gap_se"] is None else f" ± {result['gap_se']:.2f} (s.e.)"
         gap = (f"distill − alone: {result['gap']:+.2f} AP{noise} over {result['paired_seeds']} paired seeds"
                + (f"; on {also}: {result['also_gap']:+.2f}" if also else "") + "; ")
-    table.caption = gap + f"the teacher at {teacher['imgsz']} px: {teacher['AP']:.1f} / {teacher['AP50']:.1f}"
+    size = teacher.get("teacher_imgsz", teacher["imgsz"])  # older results ran it at the student's size
+    table.caption = gap + (f"the teacher at {size} px on the student's {teacher['imgsz']} px view: "
+                           f"{teacher['AP']:.1f} / {teacher['AP50']:.1f}")
     console.print(table)
 
 
@@ -147,7 +168,7 @@ def main() -> None:
     add("--arms", nargs="+", choices=ARMS, default=list(ARMS), help="the arms to train (both for the gap)")
     add("--more-data", type=Path, nargs="*", default=[], help="more training folders beside --data, e.g. "
         "../shared/datasets/people (their unannotated classes are taught by the teacher alone; val stays --data's)")
-    add("--train-set", nargs="*", default=["warmup_epochs=5"], metavar="KEY=VALUE",
+    add("--train-set", nargs="*", default=DEFAULT_TRAIN_SET, metavar="KEY=VALUE",
         help="both trainings' other settings (edgedet train --set)")
     add("--workers", type=int, default=1, help="data-loading workers of each training")
     add("--eval-images", type=int, default=190, help="val images evaluated during training (the whole val at the end)")
@@ -155,7 +176,7 @@ def main() -> None:
     add("--also-eval", type=Path, default=None, help="another dataset whose val scores both trained models too "
         "(e.g. ../shared/datasets/coco-mini beside --data ../shared/datasets/people --classes person)")
     args = parser.parse_args()
-    run_part(f"distill-{_tag(args)}-{args.time}", args, measure, show)
+    run_part(f"distill-{_tag(args)}-{args.time}{_settings(args)}", args, measure, show)
 
 
 if __name__ == "__main__":

@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from _common import (console, eval_child, log_totals, parser_with_common, redo_unless_same,  # benchmarks/
-                     run_child, run_part, side_by_side)  # is our folder
+                     run_child, run_part, settings_tag, side_by_side)  # is our folder
 from rich.table import Table
 
 from edgedet.devices.builder import get_or_build_profile
@@ -66,14 +65,8 @@ COMPARED = ("mbv2", "lite0_scaled", "prior_only")  # the searched one's paired g
 def _train_run(name: str, args: argparse.Namespace, seed: int) -> Path:
     lr_tag = "" if args.train_lr == MATCHED_LR else f"-lr{args.train_lr:g}"
     data_tag = "" if args.data.name == "coco-mini" else f"-{args.data.name}"  # another dataset: its own folders
-    time_tag = (f"-{args.train_time}" if args.train_time else "") + _settings_tag(args.train_set)
+    time_tag = (f"-{args.train_time}" if args.train_time else "") + settings_tag(args.train_set)
     return Path("runs/train") / f"bench-matched-{name}{data_tag}{lr_tag}{time_tag}{f'-seed{seed}' if seed else ''}"
-
-
-def _settings_tag(pairs: list[str]) -> str:
-    """KEY=VALUE settings in a run folder's name (``-epochs3``, ``-input_sizes-256-288`` for a list): runs made with
-    other ones keep their own folders."""
-    return "".join("-" + re.sub(r"[^\w.]+", "-", pair.replace("=", "")).strip("-") for pair in pairs)
 
 
 def _train_child(name: str, arch: ArchSpec, settings: list[str], args: argparse.Namespace, seed: int,
@@ -110,7 +103,7 @@ def _search_tag(args: argparse.Namespace) -> str:
     """What tells this search's folder (and the trainings of what it derived) from the default search's."""
     data = [Path(d).name for d in args.search_data or [args.data]]
     return ("" if data == ["coco-mini"] else "-" + "+".join(data)) + (
-        "" if args.batch_norm == "sub_batch" else f"-{args.batch_norm}") + _settings_tag(args.search_set)
+        "" if args.batch_norm == "sub_batch" else f"-{args.batch_norm}") + settings_tag(args.search_set)
 
 
 def _search(args: argparse.Namespace, target: float, tag: str) -> tuple[Path, dict[str, Any]]:

@@ -310,8 +310,9 @@ def train_command(
     distill: Annotated[Optional[str], typer.Option(
         help="A COCO-trained teacher (PATH.onnx or PATH.onnx:ADAPTER) that scores every anchor point of each "
              "augmented batch; the student learns its scores of every class and its confident boxes beside the "
-             "labels (online dense distillation; --set distill_weight=W weighs it). It runs on the student's grid: "
-             "YOLOX-Nano at any size, NanoDet-m's 320 graph for a 320 student.")] = None,
+             "labels (online dense distillation; --set distill_weight=W weighs it). Its grids must fit the student's: "
+             "YOLOX-Nano at any size, NanoDet-m's 320 graph for a 320 student; --set distill_scale=2 runs the "
+             "teacher at twice the student's size.")] = None,
     head: Annotated[Optional[str], typer.Option(help=_default(
         TrainConfig, "head", "edgedet (anchor-free) or ssdlite (torchvision's SSDlite head, boxes and loss on the "
                              "same backbone: a baseline)."))] = None,

@@ -17,7 +17,7 @@ from edgedet.runtime.peers import load_teacher
 from edgedet.runtime.postprocess import anchor_points
 from edgedet.runtime.preprocess import letterbox, read_bgr
 from edgedet.train.config import TrainConfig
-from edgedet.train.distill import DenseTeacher
+from edgedet.train.distill import DenseTeacher, grid_blocks, level_sides, to_student_grid
 from edgedet.train.engine import train
 
 from conftest import COCO_MINI, SHARED
@@ -30,7 +30,7 @@ needs_shared = pytest.mark.skipif(not (YOLOX.is_file() and PICODET.is_file() and
 
 @needs_shared
 def test_a_teacher_off_the_students_grid_is_refused_with_the_way_out():
-    with pytest.raises(UsageError, match="needs the student's grid.*YOLOX runs at any size"):
+    with pytest.raises(UsageError, match="whole fraction of one. YOLOX runs at any size"):
         DenseTeacher(str(PICODET), ["person"], 320)
 
 
@@ -48,6 +48,41 @@ def test_the_teacher_fills_the_students_classes_it_knows_by_name():
         assert np.allclose(targets[0]["teacher_scores"][:, column], every_class[:, COCO80_NAMES.index(name)])
     assert targets[0]["teacher_scores"][:, 1].abs().sum() == 0
     assert not torch.equal(targets[0]["teacher_scores"], targets[1]["teacher_scores"])  # each image its own
+
+
+def test_each_student_grid_takes_the_teacher_grid_of_its_size_else_the_finest_it_divides():
+    assert grid_blocks([40, 20, 10], [40, 20, 10]) == [(0, 1), (1, 1), (2, 1)]
+    assert grid_blocks([40, 20, 10], [80, 40, 20]) == [(1, 1), (2, 1), (2, 2)]  # the teacher at twice the size
+    assert grid_blocks([36, 18, 9], [40, 20, 10]) is None
+
+
+def test_a_block_of_teacher_cells_hands_the_student_its_most_confident_point():
+    sides, blocks = [4, 2], [(1, 1), (0, 2), (1, 2)]  # a student grid of 2 from each, and one of 1
+    scores = np.zeros((4 * 4 + 2 * 2, 2), np.float32)
+    boxes = np.arange(len(scores) * 4, dtype=np.float32).reshape(-1, 4)
+    scores[4 * 1 + 1, 0] = 0.9  # the 4-grid's row 1, column 1: the top-left block
+    scores[4 * 2 + 3, 1] = 0.8  # row 2, column 3: the bottom-right block
+    scores[16 + 2, 0] = 0.7  # the 2-grid's row 1, column 0
+    picked_boxes, picked_scores = to_student_grid(boxes, scores, sides, blocks)
+    assert picked_scores.shape == (4 + 4 + 1, 2) and picked_boxes.shape == (9, 4)
+    assert np.array_equal(picked_scores[:4], scores[16:])  # as many cells a side: the same points, in order
+    assert picked_scores[4, 0] == 0.9 and picked_scores[7, 1] == 0.8 and picked_scores[5:7].max() == 0
+    assert np.array_equal(picked_boxes[4], boxes[5]) and np.array_equal(picked_boxes[7], boxes[11])
+    assert picked_scores[8, 0] == 0.7 and np.array_equal(picked_boxes[8], boxes[18])
+
+
+@needs_shared
+def test_a_teacher_at_twice_the_size_teaches_each_student_grid_from_the_next_coarser_one():
+    teacher = DenseTeacher(str(YOLOX), ["dog", "person"], 64, scale=2)
+    rgb = letterbox(read_bgr(COCO_MINI / "val2017" / "000000000724.jpg"), 64)[0][0].astype(np.uint8)
+    target = teacher.annotate(torch.from_numpy(rgb[None].copy()), [{"boxes": torch.zeros(0, 4)}])[0]
+    assert target["teacher_scores"].shape == (len(anchor_points(64)[0]), 2)
+    big = load_teacher(YOLOX, size=128, class_names=["dog", "person"])
+    boxes, scores = big.dense(np.ascontiguousarray(rgb.transpose(1, 2, 0)[:, :, ::-1]))
+    stride8 = level_sides(64)[0] ** 2
+    teacher16 = slice(level_sides(128)[0] ** 2, level_sides(128)[0] ** 2 + stride8)
+    assert np.allclose(target["teacher_scores"][:stride8], scores[teacher16])
+    assert np.allclose(target["teacher_boxes"][:stride8], boxes[teacher16])  # in the student's pixels
 
 
 def _distill_loss(logits: torch.Tensor, teacher_scores: torch.Tensor, known: list[bool]) -> torch.Tensor:
@@ -81,17 +116,20 @@ def test_training_with_a_dense_teacher_logs_its_loss_and_finishes(tmp_path):
     shutil.move(val / "val2017", data / "val2017")
     shutil.move(val / "annotations" / "instances_val2017.json", data / "annotations")
     config = TrainConfig(arch="lite0@64", data=[str(data)], epochs=2, batch=4, workers=0, distill=str(YOLOX),
-                         eval_every=2, max_eval_images=4, pretrained=False)
+                         distill_scale=2, eval_every=2, max_eval_images=4, pretrained=False)
     final = train(config, tmp_path / "run")
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert log[0].split(",")[3] == "loss_distill" and all(float(row.split(",")[3]) > 0 for row in log[1:])
     assert np.isfinite(final["AP"])
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["distill"] == str(YOLOX)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["distill"], saved["distill_scale"]) == (str(YOLOX), 2)
 
 
-def test_distillation_is_refused_for_the_ssdlite_head():
+def test_distillation_is_refused_for_the_ssdlite_head_and_a_teacher_smaller_than_the_student():
     with pytest.raises(UsageError, match="dense distillation teaches edgedet's head"):
         TrainConfig.from_dict({"data": ["x"], "head": "ssdlite", "distill": "t.onnx"})
+    with pytest.raises(UsageError, match="distill_scale 0: give a whole number >= 1"):
+        TrainConfig.from_dict({"data": ["x"], "distill": "t.onnx", "distill_scale": 0})
 
 
 @needs_shared

@@ -37,6 +37,7 @@ class TrainConfig:
     init_from: str | None = None  # a search run (runs/search/NAME): start from its supernet's weights on this path
     distill: str | None = None  # a teacher (PATH.onnx[:ADAPTER]) scoring every point of each batch, online
     distill_weight: float = 1.0  # of the dense distillation loss beside the labels' losses
+    distill_scale: int = 1  # the teacher sees each batch at this multiple of imgsz (2: YOLOX-Nano at 640 for 320)
     neck_channels: int = 96
     head: str = "edgedet"  # edgedet | ssdlite (torchvision's SSDlite head and loss: a baseline)
     workers: int = 2
@@ -74,6 +75,9 @@ class TrainConfig:
             raise UsageError(f"head '{config.head}': use one of {', '.join(HEADS)}")
         if config.distill_weight < 0:
             raise UsageError(f"distill_weight {config.distill_weight}: give a weight >= 0")
+        if config.distill_scale < 1:
+            raise UsageError(f"distill_scale {config.distill_scale}: give a whole number >= 1 (the teacher's input "
+                             "size over the student's)")
         if config.distill and config.head != "edgedet":
             raise UsageError(f"distill: dense distillation teaches edgedet's head, not '{config.head}'")
         if config.box_weighting not in BOX_WEIGHTINGS:

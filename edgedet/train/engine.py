@@ -111,7 +111,8 @@ class Trainer:
 
             providers = choose_providers("auto")[1] if self.device.type == "cuda" else None  # the GPU's, if any
             self.teacher = DenseTeacher(self.config.distill, self.train_set.class_names, self.arch.imgsz,
-                                        threads=torch.get_num_threads(), providers=providers)
+                                        scale=self.config.distill_scale, threads=torch.get_num_threads(),
+                                        providers=providers)
 
     # --- state -------------------------------------------------------------------------------------------------
     def state(self, epoch: int) -> dict[str, Any]:

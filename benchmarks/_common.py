@@ -108,6 +108,21 @@ def settings_tag(pairs: list[str]) -> str:
     return "".join("-" + re.sub(r"[^\w.]+", "-", pair.replace("=", "")).strip("-") for pair in pairs)
 
 
+def on_shrunk_images(predict: Callable[[Any], Any], size: int) -> Callable[[Any], Any]:
+    """``predict`` (BGR image -> ``Detections``) run on each image shrunk to ``size`` px on its longer side, boxes
+    back in the original's pixels: a teacher as dense distillation shows it a student's training view."""
+    import cv2
+
+    from edgedet.runtime.detections import Detections
+
+    def shrunk(image: Any) -> Detections:
+        factor = min(1.0, size / max(image.shape[:2]))
+        found = predict(cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA))
+        return Detections(found.boxes_xyxy / factor, found.scores, found.labels)
+
+    return shrunk
+
+
 def parser_with_common(doc: str | None) -> argparse.ArgumentParser:
     """A parser with the options every part takes: its data, where its JSON goes, and --redo."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -28,15 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from _common import (console, eval_child, log_totals, parser_with_common, redo_unless_same,  # this folder's
-                     run_child, run_part, settings_tag, side_by_side)
-import cv2
-import numpy as np
+                     on_shrunk_images, run_child, run_part, settings_tag, side_by_side)
 from rich.table import Table
 
 from edgedet.data.annotations import find_split
 from edgedet.evaluate.images import evaluate_predictor
 from edgedet.io import atomic_write_json
-from edgedet.runtime.detections import Detections
 from edgedet.runtime.peers import load_teacher
 from edgedet.settings import parse_set_items
 from edgedet.stats import over_seeds, paired_gap
@@ -99,14 +96,8 @@ def _teacher_eval(args: argparse.Namespace) -> dict[str, Any]:
     config = TrainConfig(data=[str(args.data)], **parse_set_items(args.train_set))
     imgsz = config.trained_arch().imgsz
     teacher = load_teacher(args.teacher, class_names=_classes(args), size=imgsz * config.distill_scale, conf=0.025)
-
-    def at_student_size(image: np.ndarray) -> Detections:
-        shrink = min(1.0, imgsz / max(image.shape[:2]))
-        small = cv2.resize(image, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
-        found = teacher(small)
-        return Detections(found.boxes_xyxy / shrink, found.scores, found.labels)
-
-    report, _ = evaluate_predictor(at_student_size, *find_split(args.data, "val"), list(teacher.class_names))
+    report, _ = evaluate_predictor(on_shrunk_images(teacher, imgsz), *find_split(args.data, "val"),
+                                   list(teacher.class_names))
     return {"imgsz": imgsz, "teacher_imgsz": teacher.input_size, "AP": report.metrics["AP"],
             "AP50": report.metrics["AP50"]}
 

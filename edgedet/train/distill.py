@@ -2,16 +2,18 @@
 and the student learns those per-point class scores (and, where the teacher is confident, its boxes) beside the
 labels.
 
-Why online and dense rather than the teacher's boxes written once (``edgedet label``): each augmented view gets its
-own targets, every one of the student's classes is taught at every point (80 soft scores where the labels give one
-hard box), and the scores carry what the teacher finds alike (a chair that looks like a couch). The teacher runs on
-the student's own letterboxed input, at the student's size times ``scale`` (YOLOX runs at any size; NanoDet-m's 320
-graph fits a 320 student). Its points reach the student's grid level by level: each student grid takes the teacher
-grid with as many cells a side (at twice the input, the teacher's stride 16 sees what the student's stride 8 sees,
-object size to stride alike), else the finest coarser-strided one it divides, keeping in each block of cells the
-teacher point with the best score. Teacher-only classes of an image are taught even where its dataset does not
-annotate them. The teacher runs one image at a time in the training process: on one core of this project's CPUs
-YOLOX-Nano at 320 px made a training image take 258 ms instead of 238 ms (benchmarks/README.md).
+Why online and dense rather than the teacher's boxes written once (``edgedet label``): each augmented view gets its own
+targets, every one of the student's classes is taught at every point (80 soft scores where the labels give one hard
+box), and the scores carry what the teacher finds alike (a chair that looks like a couch). The teacher runs on the
+student's own letterboxed input, at the student's size times ``scale`` (YOLOX runs at any size; NanoDet-m's 320 graph
+fits a 320 student). Its points reach the student's grid level by level: each student grid takes the teacher grid with
+as many cells a side (at twice the input, the teacher's stride 16 sees what the student's stride 8 sees, object size to
+stride alike), else the finest coarser-strided one it divides, keeping in each block of cells the teacher point with the
+best score. Scale 2 suits a student below the teacher's own size: YOLOX-Nano scored 35.1 person AP on people val images
+shrunk to 160 px when run at 320, 28.4 at 160; on the same images at 320 px it scored 32.9 at 320 and 21.8 at 640
+(``benchmarks/teacher_scale.py``). Teacher-only classes of an image are taught even where its dataset does not annotate
+them. The teacher runs one image at a time in the training process: on one core of this project's CPUs YOLOX-Nano at 320
+px made a training image take 258 ms instead of 238 ms (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from edgedet.data.formats import canonical_name
 from edgedet.errors import UsageError
 from edgedet.runtime.peers import PeerDetector, load_teacher
-from edgedet.runtime.postprocess import STRIDES, anchor_points
+from edgedet.runtime.postprocess import STRIDES
 from edgedet.runtime.session import Providers
 
 

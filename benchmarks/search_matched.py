@@ -26,6 +26,8 @@ budget instead (its cosine ends on time), and ``--parallel 2`` trains two side b
 ``--ranking-of MATCHED_JSON`` checks another supernet's ranking without training anything: the search with this
 ``--batch-norm`` (and ``--search-set``) at that JSON's latency scores its architectures, Kendall τ against the
 trained AP it holds (the issue's three BatchNorm options compared on the same 8 trainings); ``<--out>/ranking.json``.
+``--archs-of MATCHED_JSON`` trains that JSON's architectures again under this recipe, with no search (say from
+ImageNet's weights where it had ``--init-from-search``), and checks its supernet's scores against these trainings.
 
 Prints the table and writes ``<--out>/matched.json`` (skipped when it exists: ``--redo``). The search
 (``runs/search/bench-matched*/``) and the trainings (``runs/train/bench-matched-*/``) resume when interrupted and are
@@ -52,7 +54,7 @@ from edgedet.pipeline.run import BASELINES
 from edgedet.pipeline.stages import matched_random_archs
 from edgedet.search.config import BATCH_NORMS
 from edgedet.search.derive import prior_only_arch, resolution_scaled
-from edgedet.search.ranking import SearchedSupernet, ranking_check
+from edgedet.search.ranking import SearchedSupernet, rank_agreement, ranking_check
 from edgedet.settings import parse_set_items
 from edgedet.space import ArchSpec
 from edgedet.stats import over_seeds, paired_gap
@@ -128,19 +130,42 @@ def _target(args: argparse.Namespace, lut: LatencyModel) -> tuple[float, str]:
     return target, f"-{target:g}ms" if args.matched_ms else ""
 
 
-def matched(args: argparse.Namespace) -> dict[str, Any]:
-    lut = get_or_build_profile(args.matched_device).latency_model()
-    mbv2 = ArchSpec.parse(BASELINES["mbv2"].arch)
-    target, tag = _target(args, lut)
-    run, search_cost = _search(args, target, tag + _search_tag(args))
+def _read_earlier(path: Path, option: str, args: argparse.Namespace, target: float) -> dict[str, Any]:
+    """An earlier matched.json, which must be at this device and latency."""
+    earlier = json.loads(path.read_text())
+    if (earlier["device"], earlier["target_ms"]) != (args.matched_device, target):
+        raise SystemExit(f"{option} {path} is at {earlier['target_ms']} ms on {earlier['device']}; "
+                         f"give --matched-device {earlier['device']} --matched-ms {earlier['target_ms']}")
+    return earlier
+
+
+def _search_archs(run: Path, lut: LatencyModel, target: float, random: int) -> dict[str, ArchSpec]:
+    """The searched architecture, the hand-designed ones scaled to ``target``, the prior-only derivation and
+    ``random`` random ones at the searched one's latency."""
     searched = json.loads((run / "arch.json").read_text())
     search_out = {"arch": searched["arch"], "devices": searched["provenance"]["devices"]}
-    archs = {"searched": ArchSpec.parse(searched["arch"]), "mbv2": resolution_scaled(mbv2, lut, target),
-             "lite0_scaled": resolution_scaled(ArchSpec.default("lite0"), lut, target),
-             "prior_only": prior_only_arch(run / "arch.json"),  # θ ignored: what θ added
-             **{name: ArchSpec.parse(a) for name, a in matched_random_archs(search_out, args.random, 5.0).items()}}
+    return {"searched": ArchSpec.parse(searched["arch"]),
+            "mbv2": resolution_scaled(ArchSpec.parse(BASELINES["mbv2"].arch), lut, target),
+            "lite0_scaled": resolution_scaled(ArchSpec.default("lite0"), lut, target),
+            "prior_only": prior_only_arch(run / "arch.json"),  # θ ignored: what θ added
+            **{name: ArchSpec.parse(a) for name, a in matched_random_archs(search_out, random, 5.0).items()}}
+
+
+def matched(args: argparse.Namespace) -> dict[str, Any]:
+    lut = get_or_build_profile(args.matched_device).latency_model()
+    target, tag = _target(args, lut)
+    if args.archs_of:  # the same architectures under this recipe; the earlier search's scores rank them
+        if args.init_from_search:
+            raise SystemExit("--archs-of trains an earlier search's architectures without its supernet; "
+                             "drop --init-from-search")
+        earlier = _read_earlier(args.archs_of, "--archs-of", args, target)
+        archs = {row["model"]: ArchSpec.parse(row["arch"]) for row in earlier["rows"]}
+        run, search_cost, search_tag = None, earlier["search_cost"], f"-archs-of-{args.archs_of.stem}"
+    else:
+        run, search_cost = _search(args, target, tag + _search_tag(args))
+        archs, search_tag = _search_archs(run, lut, target, args.random), _search_tag(args)
     inherit = [f"init_from={run}"] if args.init_from_search else []  # every model from the supernet's weights
-    jobs = {(name, seed): (name + tag + ("" if name in ("mbv2", "lite0_scaled") and not inherit else _search_tag(args))
+    jobs = {(name, seed): (name + tag + ("" if name in ("mbv2", "lite0_scaled") and not inherit else search_tag)
                            + ("-supernet_init" if inherit else ""), arch, inherit)
             for name, arch in archs.items()  # the search's own models (all, when they inherit) keep its tag
             for seed in args.seeds + (args.close_seeds if name in args.close_models else [])}
@@ -161,11 +186,13 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
     if args.also_eval:
         gaps |= {f"also_{key}_{name}": value for name in COMPARED
                  for key, value in paired_gap(by_name["searched"]["also"], by_name[name]["also"]).items()}
-    ranking = ranking_check(SearchedSupernet.load(run), archs, {row["model"]: row["AP"] for row in rows})
+    trained_ap = {row["model"]: row["AP"] for row in rows}
+    ranking = (rank_agreement(earlier["ranking"]["scores"], trained_ap) if args.archs_of
+               else ranking_check(SearchedSupernet.load(run), archs, trained_ap))
     return {"device": args.matched_device, "target_ms": target, "classes": args.classes, "data": args.data.name,
             "also_eval": args.also_eval.name if args.also_eval else None,
             "train_epochs": args.train_epochs, "train_time": args.train_time, "train_lr": args.train_lr,
-            "init_from_search": args.init_from_search,
+            "init_from_search": args.init_from_search, "archs_of": str(args.archs_of) if args.archs_of else None,
             "seeds": args.seeds,
             "close_seeds": args.close_seeds, "rows": rows, "search_cost": search_cost, "ranking": ranking,
             **{key: value for key, value in ranking.items() if key.startswith("kendall")},
@@ -178,11 +205,8 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
 
 def ranking_only(args: argparse.Namespace) -> dict[str, Any]:
     """This ``--batch-norm``'s search scoring the architectures of ``--ranking-of`` against their trained AP there."""
-    earlier = json.loads(args.ranking_of.read_text())
     target, tag = _target(args, get_or_build_profile(args.matched_device).latency_model())
-    if (earlier["device"], earlier["target_ms"]) != (args.matched_device, target):
-        raise SystemExit(f"--ranking-of {args.ranking_of} is at {earlier['target_ms']} ms on {earlier['device']}; "
-                         f"give --matched-device {earlier['device']} --matched-ms {earlier['target_ms']}")
+    earlier = _read_earlier(args.ranking_of, "--ranking-of", args, target)
     run, search_cost = _search(args, target, tag + _search_tag(args))
     archs = {row["model"]: ArchSpec.parse(row["arch"]) for row in earlier["rows"]}
     trained_ap = {row["model"]: row["AP"] for row in earlier["rows"]}
@@ -276,6 +300,10 @@ def main() -> None:
     add("--ranking-of", type=Path, default=None, metavar="MATCHED_JSON", help="no trainings: this --batch-norm's "
         "search scores the architectures of an earlier matched.json, Kendall τ against their trained AP there "
         "(writes <--out>/ranking.json)")
+    add("--archs-of", type=Path, default=None, metavar="MATCHED_JSON", help="no search: train the architectures of "
+        "an earlier matched.json (its searched, hand-designed, prior-only and random ones; --random ignored) under "
+        "this recipe, e.g. from ImageNet's weights where it had --init-from-search; Kendall τ of its supernet's "
+        "scores against these trainings")
     args = parser.parse_args()
     if args.ranking_of:
         run_part("ranking", args, ranking_only, show_ranking)

@@ -159,8 +159,14 @@ def ranking_check(supernet: SearchedSupernet, archs: dict[str, ArchSpec], traine
     the trained AP; at least 3 architectures (τ of fewer means nothing)."""
     if len(archs) < 3:
         raise UsageError(f"a ranking check needs at least 3 architectures, got {len(archs)}")
-    names = list(archs)
-    scores = {scoring: {name: supernet.score(archs[name], scoring) for name in names} for scoring in SCORINGS}
+    return rank_agreement({scoring: {name: supernet.score(arch, scoring) for name, arch in archs.items()}
+                           for scoring in SCORINGS}, trained_ap)
+
+
+def rank_agreement(scores: dict[str, dict[str, float]], trained_ap: dict[str, float]) -> dict[str, Any]:
+    """Per scoring, Kendall τ (with its p-value) between supernet scores already taken and a trained AP: the same
+    scores checked against the architectures trained under another recipe."""
+    names = list(trained_ap)
     result: dict[str, Any] = {"archs": len(names), "scores": scores}
     for scoring, by_name in scores.items():
         tau = kendalltau([by_name[n] for n in names], [trained_ap[n] for n in names])

@@ -139,6 +139,11 @@ def _read_earlier(path: Path, option: str, args: argparse.Namespace, target: flo
     return earlier
 
 
+def _archs_in(earlier: dict[str, Any]) -> dict[str, ArchSpec]:
+    """The architectures an earlier matched.json trained, by model name."""
+    return {row["model"]: ArchSpec.parse(row["arch"]) for row in earlier["rows"]}
+
+
 def _search_archs(run: Path, lut: LatencyModel, target: float, random: int) -> dict[str, ArchSpec]:
     """The searched architecture, the hand-designed ones scaled to ``target``, the prior-only derivation and
     ``random`` random ones at the searched one's latency."""
@@ -159,7 +164,7 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit("--archs-of trains an earlier search's architectures without its supernet; "
                              "drop --init-from-search")
         earlier = _read_earlier(args.archs_of, "--archs-of", args, target)
-        archs = {row["model"]: ArchSpec.parse(row["arch"]) for row in earlier["rows"]}
+        archs = _archs_in(earlier)
         run, search_cost, search_tag = None, earlier["search_cost"], f"-archs-of-{args.archs_of.stem}"
     else:
         run, search_cost = _search(args, target, tag + _search_tag(args))
@@ -174,7 +179,8 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
     for name, arch in archs.items():
         per_seed = {seed: result for (model, seed), result in trained.items() if model == name}
         row = {"model": name, "arch": str(arch), "predicted_ms": predict_ms(lut, arch), **over_seeds(per_seed),
-               "images_seen": float(np.mean([result["images_seen"] for result in per_seed.values()]))}
+               "images_seen": float(np.mean([result["images_seen"] for result in per_seed.values()])),
+               "images_seen_per_seed": [result["images_seen"] for result in per_seed.values()]}
         if args.also_eval:
             row["also"] = over_seeds({seed: result | result["also"] for seed, result in per_seed.items()})
         rows.append(row)
@@ -208,7 +214,7 @@ def ranking_only(args: argparse.Namespace) -> dict[str, Any]:
     target, tag = _target(args, get_or_build_profile(args.matched_device).latency_model())
     earlier = _read_earlier(args.ranking_of, "--ranking-of", args, target)
     run, search_cost = _search(args, target, tag + _search_tag(args))
-    archs = {row["model"]: ArchSpec.parse(row["arch"]) for row in earlier["rows"]}
+    archs = _archs_in(earlier)
     trained_ap = {row["model"]: row["AP"] for row in earlier["rows"]}
     ranking = ranking_check(SearchedSupernet.load(run), archs, trained_ap)
     return {"device": args.matched_device, "target_ms": target, "batch_norm": args.batch_norm,

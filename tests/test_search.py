@@ -481,7 +481,6 @@ def test_the_ranking_check_scores_each_architecture_on_thetas_images(synthetic, 
         ranking_check(supernet, dict(list(archs.items())[:2]), {})
 
 
-
 def test_scores_already_taken_rank_another_recipes_trainings():
     """An earlier search's supernet scores against the same architectures trained under another recipe: τ +1 where
     the orders agree, −1 where they are reversed, per scoring."""
@@ -492,6 +491,7 @@ def test_scores_already_taken_rank_another_recipes_trainings():
     assert result["archs"] == 3 and result["scores"] == scores
     assert result["kendall_tau_inherited"] == pytest.approx(1.0)
     assert result["kendall_tau_recalibrated"] == pytest.approx(-1.0)
+
 
 def test_departure_costs_measure_how_far_each_candidate_moves_the_pretrained_network():
     """0 for Lite0's own op and the departures that inherit exactly (a 3x3 kernel zero-padded to 5x5; block 0, which

@@ -28,6 +28,9 @@ budget instead (its cosine ends on time), and ``--parallel 2`` trains two side b
 trained AP it holds (the issue's three BatchNorm options compared on the same 8 trainings); ``<--out>/ranking.json``.
 ``--archs-of MATCHED_JSON`` trains that JSON's architectures again under this recipe, with no search (say from
 ImageNet's weights where it had ``--init-from-search``), and checks its supernet's scores against these trainings.
+``--agreement-seeds 1 2`` trains nothing either: the search at each seed (one derived before the reference-size rule
+is derived again, its earlier pick kept), the input size each chooses with every size's supernet AP and paired fold
+gap to the reference's size (Lite0 scaled's), and whether the searches agree; ``<--out>/agreement.json``.
 
 Prints the table and writes ``<--out>/matched.json`` (skipped when it exists: ``--redo``). The search
 (``runs/search/bench-matched*/``) and the trainings (``runs/train/bench-matched-*/``) resume when interrupted and are
@@ -57,7 +60,7 @@ from edgedet.search.derive import prior_only_arch, resolution_scaled
 from edgedet.search.ranking import SearchedSupernet, rank_agreement, ranking_check
 from edgedet.settings import parse_set_items
 from edgedet.space import ArchSpec
-from edgedet.stats import over_seeds, paired_gap
+from edgedet.stats import fold_gap, over_seeds, paired_gap
 
 CPU_MIN_PER_MODEL = 15  # the issue's training budget per model on this machine
 MATCHED_LR = 1e-3  # the trainings' AdamW peak learning rate (runs at another --train-lr keep their own folders)
@@ -112,15 +115,19 @@ def _search(args: argparse.Namespace, target: float, tag: str) -> tuple[Path, di
     """The search at ``target`` ms and what it cost (runs with other data, BatchNorm or settings have their own
     folders)."""
     run = Path(f"runs/search/bench-matched{tag}")
-    data = [str(d) for d in args.search_data or [args.data]]
     cost = run / "cost.json"
     if not (run / "arch.json").exists():
-        settings = [f"batch_norm={args.batch_norm}", *args.search_set]
-        usage = run_child(["search", "--device", args.matched_device, "--target-ms", str(target),
-                           *[arg for d in data for arg in ("--data", d)], "--classes", args.classes,
-                           *[arg for setting in settings for arg in ("--set", setting)]], run)
-        atomic_write_json(cost, usage)
+        atomic_write_json(cost, run_child(_search_command(args, target), run))
     return run, json.loads(cost.read_text()) if cost.exists() else {}
+
+
+def _search_command(args: argparse.Namespace, target: float) -> list[str]:
+    """``edgedet search`` with this benchmark's device, target, data and settings (``run_child`` adds the folder)."""
+    data = [str(d) for d in args.search_data or [args.data]]
+    settings = [f"batch_norm={args.batch_norm}", *args.search_set]
+    return ["search", "--device", args.matched_device, "--target-ms", str(target),
+            *[arg for d in data for arg in ("--data", d)], "--classes", args.classes,
+            *[arg for setting in settings for arg in ("--set", setting)]]
 
 
 def _target(args: argparse.Namespace, lut: LatencyModel) -> tuple[float, str]:
@@ -223,6 +230,71 @@ def ranking_only(args: argparse.Namespace) -> dict[str, Any]:
             **{key: value for key, value in ranking.items() if key.startswith("kendall")}}
 
 
+def _seeded(args: argparse.Namespace, seed: int) -> argparse.Namespace:
+    """``args`` with the search at ``seed`` (0, the default search's, keeps the default folder)."""
+    return argparse.Namespace(**vars(args) | {"search_set": args.search_set + ([f"seed={seed}"] if seed else [])})
+
+
+def _derived(args: argparse.Namespace, target: float, run: Path) -> dict[str, Any]:
+    """A finished search's derivation, derived again (``--resume`` of a finished search: no training) where it was
+    derived before the reference-size rule (its pick kept as ``arch-before-reference-size.json``), with its cost."""
+    arch = run / "arch.json"
+    provenance = json.loads(arch.read_text())["provenance"]
+    if "reference_size" in provenance:
+        return {"provenance": provenance, "rederived": None}
+    before = run / "arch-before-reference-size.json"
+    before.write_text(arch.read_text())
+    usage = run_child(_search_command(args, target), run)
+    return {"provenance": json.loads(arch.read_text())["provenance"],
+            "rederived": usage | {"arch_before": json.loads(before.read_text())["arch"]}}
+
+
+def agreement(args: argparse.Namespace) -> dict[str, Any]:
+    """The search at each ``--agreement-seeds`` (data order, θ's images, Gumbel draws): what each derives, the input
+    size it chooses and why (each size's supernet AP and its paired fold gap to the reference's size), and whether
+    they agree."""
+    if any(setting.startswith("seed=") for setting in args.search_set):
+        raise SystemExit("--agreement-seeds sets the search's seed: drop seed= from --search-set")
+    lut = get_or_build_profile(args.matched_device).latency_model()
+    target, tag = _target(args, lut)
+    reference = ArchSpec.default("lite0").ops
+    rows = []
+    for seed in args.agreement_seeds:
+        seeded = _seeded(args, seed)
+        run, cost = _search(seeded, target, tag + _search_tag(seeded))
+        derived = _derived(seeded, target, run)
+        provenance, home = derived["provenance"], derived["provenance"]["reference_size"]
+        arch = ArchSpec.parse(json.loads((run / "arch.json").read_text())["arch"])
+        home_folds = provenance["input_sizes"][str(home)]["searched_fold_AP"]
+        sizes = {size: {"AP": row["searched_AP"], **{f"{key}_to_reference_size": value for key, value
+                                                      in fold_gap(row["searched_fold_AP"], home_folds).items()}}
+                 for size, row in provenance["input_sizes"].items() if row}
+        rows.append({"seed": seed, "arch": str(arch), "imgsz": arch.imgsz, "reference_size": home,
+                     "departures": sum(op != ref for op, ref in zip(arch.ops, reference)),
+                     "predicted_ms": predict_ms(lut, arch), "prior_only": provenance.get("prior_only"),
+                     "sizes": sizes, "search_cost": cost, "rederived": derived["rederived"]})
+    ops = [ArchSpec.parse(row["arch"]).ops for row in rows]
+    return {"device": args.matched_device, "target_ms": target, "rows": rows,
+            "same_size": len({row["imgsz"] for row in rows}) == 1, "same_arch": len({row["arch"] for row in rows}) == 1,
+            "max_ops_differing": max((sum(a != b for a, b in zip(one, other)) for i, one in enumerate(ops)
+                                      for other in ops[i + 1:]), default=0)}
+
+
+def show_agreement(part: str, result: dict[str, Any]) -> None:
+    sizes = sorted({size for row in result["rows"] for size in row["sizes"]}, key=int)
+    table = Table("seed", "chosen", "Lite0's size", *(f"{size} px AP (gap ± s.e.)" for size in sizes),
+                  "departures", "ms", "architecture",
+                  title=f"Searches at {result['target_ms']:.2f} ms on {result['device']}, one per seed")
+    for row in result["rows"]:
+        cells = [f"{cell['AP']:.2f} ({cell['gap_to_reference_size']:+.2f} ± {cell['gap_se_to_reference_size']:.2f})"
+                 if (cell := row["sizes"].get(size)) else "-" for size in sizes]
+        table.add_row(str(row["seed"]), str(row["imgsz"]), str(row["reference_size"]), *cells, str(row["departures"]),
+                      f"{row['predicted_ms']:.3f}", row["arch"])
+    table.caption = (f"same input size: {result['same_size']}; same architecture: {result['same_arch']}; "
+                     f"at most {result['max_ops_differing']} layers differ between two searches")
+    console.print(table)
+
+
 def show_ranking(part: str, result: dict[str, Any]) -> None:
     scores = result["ranking"]["scores"]
     table = Table("model", "trained AP", *(f"supernet AP ({scoring})" for scoring in scores),
@@ -310,8 +382,12 @@ def main() -> None:
         "an earlier matched.json (its searched, hand-designed, prior-only and random ones; --random ignored) under "
         "this recipe, e.g. from ImageNet's weights where it had --init-from-search; Kendall τ of its supernet's "
         "scores against these trainings")
+    add("--agreement-seeds", type=int, nargs="+", default=None, metavar="SEED", help="no trainings: the search "
+        "at each seed; do they choose the same input size and architecture? (writes <--out>/agreement.json)")
     args = parser.parse_args()
-    if args.ranking_of:
+    if args.agreement_seeds:
+        run_part("agreement", args, agreement, show_agreement)
+    elif args.ranking_of:
         run_part("ranking", args, ranking_only, show_ranking)
     else:
         run_part("matched", args, matched, show)

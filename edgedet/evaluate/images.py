@@ -21,6 +21,8 @@ from edgedet.runtime.detections import Detections
 from edgedet.runtime.preprocess import read_bgr
 
 if TYPE_CHECKING:
+    from pycocotools.coco import COCO
+
     from edgedet.runtime.session import Providers
 
 Predictor = Callable[[np.ndarray], Detections]
@@ -44,16 +46,7 @@ def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, clas
     out of the evaluation, with its detections, rather than counted as false positives; so is one outside
     ``classes`` when given (an 80-class peer scored on person alone, beside a person model)."""
     coco = load_coco(annotations)
-    present = np.array(annotated_classes(coco, class_names), bool)
-    if classes is not None:
-        wanted = {canonical_name(c) for c in classes}
-        present &= np.array([canonical_name(n) in wanted for n in class_names], bool)
-    if not present.any():
-        among = f" among {', '.join(classes)}" if classes is not None else ""
-        raise UsageError(f"none of the model's classes ({', '.join(class_names[:5])}...) is annotated in "
-                         f"{annotations}{among}: evaluate it on data (and classes) it has")
-    class_names = [name for name, kept in zip(class_names, present) if kept]
-    category_ids, _ = select_categories(coco, class_names)
+    present, class_names, category_ids = scored_classes(coco, annotations, class_names, classes)
     new_label = np.cumsum(present) - 1  # model label -> label among the kept classes
     image_ids = list(image_ids) if image_ids is not None else sorted(coco.getImgIds())[:max_images]
     results, evaluated, unreadable = [], [], 0
@@ -73,6 +66,32 @@ def evaluate_predictor(predict: Predictor, annotations: Path, images: Path, clas
         stderr.print(f"warning: skipped {unreadable} of {len(image_ids)} images that could not be read")
     report = evaluate_coco(coco, results, image_ids=evaluated, category_ids=category_ids, class_names=class_names)
     return report, results
+
+
+def scored_classes(coco: COCO, annotations: Path, class_names: list[str], classes: list[str] | None = None
+                   ) -> tuple[np.ndarray, list[str], list[int]]:
+    """Which of the model's classes the split scores (annotated there, and among ``classes`` when given): the mask
+    over the model's classes, their names and their category ids."""
+    present = np.array(annotated_classes(coco, class_names), bool)
+    if classes is not None:
+        wanted = {canonical_name(c) for c in classes}
+        present &= np.array([canonical_name(n) in wanted for n in class_names], bool)
+    if not present.any():
+        among = f" among {', '.join(classes)}" if classes is not None else ""
+        raise UsageError(f"none of the model's classes ({', '.join(class_names[:5])}...) is annotated in "
+                         f"{annotations}{among}: evaluate it on data (and classes) it has")
+    kept = [name for name, keep in zip(class_names, present) if keep]
+    return present, kept, select_categories(coco, kept)[0]
+
+
+def evaluate_subsets(results: list[dict], annotations: Path, class_names: list[str], subsets: list[list[int]]
+                     ) -> list[EvalReport]:
+    """``evaluate_predictor``'s detections scored again on each of several image subsets (one inference, several
+    COCOevals): how far the metric moves between subsets is the evaluation's own noise."""
+    coco = load_coco(annotations)
+    _, class_names, category_ids = scored_classes(coco, annotations, class_names)
+    return [evaluate_coco(coco, results, image_ids=subset, category_ids=category_ids, class_names=class_names)
+            for subset in subsets]
 
 
 def load_predictor(model: str | Path, *, conf: float = 0.05, threads: int = 1, providers: Providers | None = None,

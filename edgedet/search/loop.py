@@ -21,7 +21,8 @@ Run folder ``runs/search/<name>/``:
 - ``arch.json``: the derived ArchSpec; its provenance holds per device the predicted, target, reference and fastest
   latency, θ's probabilities per layer, the departure costs the derivation used (pretrained lite0, measured at the
   search's input size), the settings and the search's wall time; with several ``input_sizes`` also each size's
-  derivations and supernet scores and the prior-only derivation's pick (``Searcher._choose_input_size``);
+  derivations and supernet scores (with fold APs), the reference's size (``reference_size``) and the prior-only derivation's
+  pick (``Searcher._choose_input_size``);
 - ``probs.png``: choice probabilities per layer over the epochs.
 """
 
@@ -48,18 +49,20 @@ from edgedet.errors import EdgedetError, UsageError
 from edgedet.io import atomic_write_json
 from edgedet.progress import progress_track, stderr
 from edgedet.search.config import SearchConfig
-from edgedet.search.derive import departure_scores, derive_ops, to_arch
+from edgedet.search.derive import departure_scores, derive_ops, ops_score, to_arch
 from edgedet.search.latency import DeviceLatency, LatencyLoss
 from edgedet.search.plot import plot_probs
 from edgedet.search.supernet import Supernet
 from edgedet.space.archspec import ArchSpec
 from edgedet.space.spaces import OP_NAMES, SearchSpace, get_space
+from edgedet.stats import fold_gap
 from edgedet.train.checkpoint import read_checkpoint, save_checkpoint
 from edgedet.train.common import (WarmupCosine, interrupted_message, make_loader, param_groups, restore_rng_state,
                                   resume_path, rng_state, seed_everything, select_device, step_progress, to_device,
                                   write_log_csv)
 
 DEPARTURE_IMAGES = 16  # images that measure the departure costs; their time grows linearly with it
+SIZE_FOLDS = 5  # parts of θ's held-apart images on which two input sizes' scores are compared
 THETA_CHUNK = 4  # images per θ forward in hybrid mode: the mixture of a batch of 8 at 320 peaks at 9.5 GB
 
 
@@ -399,30 +402,57 @@ class Searcher:
     def _choose_input_size(self, scores: np.ndarray) -> tuple[ArchSpec, dict[str, Any]]:
         """FBNetV2's other axis, chosen after the search: the derivation at each input size that meets the targets
         (a smaller input leaves more of the budget to the blocks), scored by the supernet (its AP with the path
-        fixed and BatchNorm recalibrated, on θ's held-apart images: ``edgedet.search.ranking``), the best kept. The
-        prior-only derivation (θ ignored) chooses its size the same way, so that baseline still says what θ added.
-        Returns the architecture and, for the provenance, every size's derivations and scores and the prior's pick."""
+        fixed and BatchNorm recalibrated, on all of θ's held-apart images: ``edgedet.search.ranking``). Sizes' scores
+        differ by tenths, about their noise, so the choice stays at the reference's size (where Lite0 itself comes
+        nearest the targets) unless another size beats it beyond the noise (``evidenced_size``). The prior-only
+        derivation (θ ignored) chooses its size the same way, so that baseline still says what θ added. Returns the architecture and, for the provenance, every size's derivations and scores, the
+        reference's size and the prior-only pick."""
         from edgedet.search.ranking import SearchedSupernet
 
-        supernet = SearchedSupernet.of(self)
+        supernet = SearchedSupernet.of(self, max_images=None)
         tables = {"searched": scores}
         if self.departure_costs is not None:
             tables["prior_only"] = self._derivation_scores(self.uniform)
         derived = {(name, size): self._derive(table, size) for name, table in tables.items()
                    for size in self.input_sizes}
         unique = {str(arch): arch for arch in derived.values() if arch is not None}
-        scored = {text: supernet.score(unique[text], "recalibrated")
+        scored = {text: supernet.scores(unique[text], "recalibrated", SIZE_FOLDS)
                   for text in progress_track(list(unique), "scoring each input size's derivation")}
         sizes: dict[str, dict[str, Any]] = {str(size): {} for size in self.input_sizes}  # {} where none fits
         for (name, size), arch in derived.items():
             if arch is not None:
-                sizes[str(size)] |= {name: str(arch), f"{name}_AP": scored[str(arch)]}
-        best = {name: max((arch for (kind, _), arch in derived.items() if kind == name and arch is not None),
-                          key=lambda arch: scored[str(arch)]) for name in tables}
+                ap, folds = scored[str(arch)]
+                sizes[str(size)] |= {name: str(arch), f"{name}_AP": ap, f"{name}_fold_AP": folds}
+        reference = self._reference_size()
+        best = {name: derived[name, evidenced_size({size: scored[str(derived[name, size])] for size in
+                                                    self.input_sizes if derived[name, size] is not None}, reference)]
+                for name in tables}
         stderr.print("input sizes, supernet AP (recalibrated): " + "  ".join(
-            f"{size} {row.get('searched_AP', float('nan')):.2f}" for size, row in sizes.items()), highlight=False)
-        choice = {"input_sizes": sizes} | ({"prior_only": str(best["prior_only"])} if "prior_only" in best else {})
+            f"{size} {row.get('searched_AP', float('nan')):.2f}" for size, row in sizes.items())
+            + (f"; the reference's size {reference}" if reference else "") + f"; chosen {best['searched'].imgsz}",
+            highlight=False)
+        choice = {"input_sizes": sizes, "reference_size": reference} | (
+            {"prior_only": str(best["prior_only"])} if "prior_only" in best else {})
         return best["searched"], choice
+
+    def _reference_size(self) -> int | None:
+        """The input size at which the space's reference architecture (Lite0) comes nearest every target: Lite0
+        scaled by input size, the hand-designed way to a latency. None without targets."""
+
+        def miss(size: int) -> float:
+            return max(abs(d.reference_ms / d.target_ms - 1) for d in self._devices_at(size) if d.target_ms)
+
+        return min(self.input_sizes, key=miss) if any(d.target_ms for d in self.devices) else None
+
+
+def evidenced_size(scored: dict[int, tuple[float, list[float]]], home: int | None) -> int:
+    """Of sizes scored (AP, fold APs), the best-scored one where it beats ``home``'s fold APs by more than two
+    standard errors of the paired gap (``edgedet.stats.fold_gap``), else ``home``; without a home (or nothing
+    scored there), the best."""
+    best = max(scored, key=lambda size: scored[size][0])
+    if home not in scored or best == home:
+        return best
+    return best if fold_gap(scored[best][1], scored[home][1])["beats"] else home
 
 
 def arch_lr(config: SearchConfig) -> float:

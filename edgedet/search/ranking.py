@@ -31,7 +31,7 @@ from edgedet.data.coco import CocoDetection, UnionDetection
 from edgedet.data.transforms import eval_transforms
 from edgedet.detect.predict import TorchPredictor
 from edgedet.errors import UsageError
-from edgedet.evaluate.images import evaluate_predictor
+from edgedet.evaluate.images import evaluate_predictor, evaluate_subsets
 from edgedet.search.config import SearchConfig
 from edgedet.search.supernet import Supernet
 from edgedet.space.archspec import ArchSpec
@@ -132,14 +132,22 @@ class SearchedSupernet:
 
     def score(self, arch: ArchSpec, scoring: str) -> float:
         """The supernet's AP for ``arch`` on the scoring images, its BatchNorm statistics read as ``scoring`` says."""
+        return self.scores(arch, scoring)[0]
+
+    def scores(self, arch: ArchSpec, scoring: str, folds: int = 0) -> tuple[float, list[float]]:
+        """``score`` and, from the same detections, the AP on each of ``folds`` disjoint parts of the scoring images
+        (every ``folds``-th image; fewer parts when fewer images): the paired spread between two architectures' fold APs is how far their scores can
+        be told apart."""
         if scoring not in SCORINGS:
             raise UsageError(f"scoring '{scoring}': use one of {', '.join(SCORINGS)}")
         with fixed_path(self.model, arch):
             if scoring == "recalibrated":
                 recalibrate(self.model, self._calibration_batches(arch.imgsz))
-            report, _ = evaluate_predictor(TorchPredictor(self.model.eval()), self.first.ann_file,
-                                           self.first.image_dir, self.class_names, image_ids=self.score_ids)
-        return float(report.metrics["AP"])
+            report, results = evaluate_predictor(TorchPredictor(self.model.eval()), self.first.ann_file,
+                                                 self.first.image_dir, self.class_names, image_ids=self.score_ids)
+        parts = [self.score_ids[fold::folds] for fold in range(min(folds, len(self.score_ids)))]
+        return float(report.metrics["AP"]), [float(part.metrics["AP"]) for part in
+                                             evaluate_subsets(results, self.first.ann_file, self.class_names, parts)]
 
     def _calibration_batches(self, imgsz: int, batch: int = 16) -> list[torch.Tensor]:
         """The recalibration images at ``imgsz``, decoded once per input size (every architecture at it reuses them)."""

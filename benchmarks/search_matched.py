@@ -177,10 +177,11 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
         run, search_cost = _search(args, target, tag + _search_tag(args))
         archs, search_tag = _search_archs(run, lut, target, args.random), _search_tag(args)
     inherit = [f"init_from={run}"] if args.init_from_search else []  # every model from the supernet's weights
+    order = sorted(archs, key=lambda name: name not in args.close_models)  # seed by seed, the close models first:
     jobs = {(name, seed): (name + tag + ("" if name in ("mbv2", "lite0_scaled") and not inherit else search_tag)
-                           + ("-supernet_init" if inherit else ""), arch, inherit)
-            for name, arch in archs.items()  # the search's own models (all, when they inherit) keep its tag
-            for seed in args.seeds + (args.close_seeds if name in args.close_models else [])}
+                           + ("-supernet_init" if inherit else ""), archs[name], inherit)  # a compared pair trains
+            for seed in args.seeds + args.close_seeds for name in order  # side by side, at the same moment
+            if seed in args.seeds or name in args.close_models}  # (the search's own models keep its tag)
     trained = _train_all(jobs, args)
     rows = []
     for name, arch in archs.items():

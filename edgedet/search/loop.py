@@ -21,8 +21,8 @@ Run folder ``runs/search/<name>/``:
 - ``arch.json``: the derived ArchSpec; its provenance holds per device the predicted, target, reference and fastest
   latency, θ's probabilities per layer, the departure costs the derivation used (pretrained lite0, measured at the
   search's input size), the settings and the search's wall time; with several ``input_sizes`` also each size's
-  derivations and supernet scores (with fold APs), the reference's size (``reference_size``) and the prior-only derivation's
-  pick (``Searcher._choose_input_size``);
+  derivations and supernet scores (with fold APs), the reference's size (``reference_size``) and the prior-only
+  derivation's pick (``Searcher._choose_input_size``);
 - ``probs.png``: choice probabilities per layer over the epochs.
 """
 
@@ -405,8 +405,10 @@ class Searcher:
         fixed and BatchNorm recalibrated, on all of θ's held-apart images: ``edgedet.search.ranking``). Sizes' scores
         differ by tenths, about their noise, so the choice stays at the reference's size (where Lite0 itself comes
         nearest the targets) unless another size beats it beyond the noise (``evidenced_size``). The prior-only
-        derivation (θ ignored) chooses its size the same way, so that baseline still says what θ added. Returns the architecture and, for the provenance, every size's derivations and scores, the
-        reference's size and the prior-only pick."""
+        derivation (θ ignored) chooses its size the same way, so that baseline still says what θ added. Returns the
+        architecture and, for the provenance, every size's derivations and scores, the reference's size and the
+        prior-only pick."""
+
         from edgedet.search.ranking import SearchedSupernet
 
         supernet = SearchedSupernet.of(self, max_images=None)

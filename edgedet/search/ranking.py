@@ -136,8 +136,8 @@ class SearchedSupernet:
 
     def scores(self, arch: ArchSpec, scoring: str, folds: int = 0) -> tuple[float, list[float]]:
         """``score`` and, from the same detections, the AP on each of ``folds`` disjoint parts of the scoring images
-        (every ``folds``-th image; fewer parts when fewer images): the paired spread between two architectures' fold APs is how far their scores can
-        be told apart."""
+        (every ``folds``-th image; fewer parts when fewer images): the paired spread between two architectures'
+        fold APs is how far their scores can be told apart."""
         if scoring not in SCORINGS:
             raise UsageError(f"scoring '{scoring}': use one of {', '.join(SCORINGS)}")
         with fixed_path(self.model, arch):

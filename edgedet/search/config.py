@@ -52,6 +52,8 @@ class SearchConfig:
     grad_clip: float = 10.0
     pretrained: bool = True  # ImageNet Lite0 weights for every candidate (lite0 space)
     reference_prior: float = 50.0  # with pretrained weights: nats per unit of departure cost, when deriving
+    verify_departures: bool = True  # with that prior: θ's derivation replaces the prior's only where the supernet
+    # scores it higher beyond two standard errors (folds of θ's held-apart images); else the prior-only derivation
     neck_channels: int = 96
     workers: int = 2
     device: str = "auto"  # auto | cpu | cuda

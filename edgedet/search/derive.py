@@ -158,7 +158,7 @@ def prior_only_arch(arch_json: Path) -> ArchSpec:
     searched = ArchSpec.load(arch_json)
     provenance, space = searched.provenance, searched.search_space
     source = {"source": "prior-only derivation", "search": str(arch_json)}
-    if "prior_only" in provenance:  # the search chose an input size for it too (Searcher._choose_input_size)
+    if "prior_only" in provenance:  # the search chose an input size for it too (Searcher._choose)
         return replace(ArchSpec.parse(provenance["prior_only"]), provenance=source)
     devices = [DeviceLatency.from_model(row["device"], get_profile(row["device"]).latency_model(row["precision"]),
                                         space, searched.imgsz, row["target_ms"]) for row in provenance["devices"]]

@@ -20,9 +20,10 @@ Run folder ``runs/search/<name>/``:
 - ``last.pt``: supernet, both optimizers, scheduler, history, RNG states (atomic; ``--resume`` continues exactly);
 - ``arch.json``: the derived ArchSpec; its provenance holds per device the predicted, target, reference and fastest
   latency, θ's probabilities per layer, the departure costs the derivation used (pretrained lite0, measured at the
-  search's input size), the settings and the search's wall time; with several ``input_sizes`` also each size's
-  derivations and supernet scores (with fold APs), the reference's size (``reference_size``) and the prior-only
-  derivation's pick (``Searcher._choose_input_size``);
+  search's input size), the settings and the search's wall time; with several ``input_sizes`` or the prior's
+  verification also each size's derivations and supernet scores (with fold APs), the reference's size
+  (``reference_size``), the prior-only derivation's pick and θ's with its fold gap to it (``theta_derivation``,
+  ``theta_vs_prior_only``; ``Searcher._choose``);
 - ``probs.png``: choice probabilities per layer over the epochs.
 """
 
@@ -62,7 +63,7 @@ from edgedet.train.common import (WarmupCosine, interrupted_message, make_loader
                                   write_log_csv)
 
 DEPARTURE_IMAGES = 16  # images that measure the departure costs; their time grows linearly with it
-SIZE_FOLDS = 5  # parts of θ's held-apart images on which two input sizes' scores are compared
+SCORE_FOLDS = 5  # parts of θ's held-apart images on which two derivations' scores are compared
 THETA_CHUNK = 4  # images per θ forward in hybrid mode: the mixture of a batch of 8 at 320 peaks at 9.5 GB
 
 
@@ -352,10 +353,11 @@ class Searcher:
 
     def finish(self) -> SearchResult:
         """Derive the architecture (budgeted when there are targets; with the pretrained prior when the candidates
-        inherit Lite0's weights; at the best of several input sizes when given) and write arch.json and probs.png."""
+        inherit Lite0's weights, θ's departures from it verified by the supernet; at the best of several input sizes
+        when given) and write arch.json and probs.png."""
         scores, choice = self._derivation_scores(self.model.log_probs()), {}
-        if len(self.input_sizes) > 1:
-            arch, choice = self._choose_input_size(scores)
+        if len(self.input_sizes) > 1 or self._verifies():
+            arch, choice = self._choose(scores)
         else:
             size = self.input_sizes[0]
             arch = to_arch(self.space, size, derive_ops(scores, self._devices_at(size),
@@ -399,15 +401,26 @@ class Searcher:
             return None
         return to_arch(self.space, imgsz, ops)
 
-    def _choose_input_size(self, scores: np.ndarray) -> tuple[ArchSpec, dict[str, Any]]:
-        """FBNetV2's other axis, chosen after the search: the derivation at each input size that meets the targets
-        (a smaller input leaves more of the budget to the blocks), scored by the supernet (its AP with the path
-        fixed and BatchNorm recalibrated, on all of θ's held-apart images: ``edgedet.search.ranking``). Sizes' scores
-        differ by tenths, about their noise, so the choice stays at the reference's size (where Lite0 itself comes
-        nearest the targets) unless another size beats it beyond the noise (``evidenced_size``). The prior-only
-        derivation (θ ignored) chooses its size the same way, so that baseline still says what θ added. Returns the
-        architecture and, for the provenance, every size's derivations and scores, the reference's size and the
-        prior-only pick."""
+    def _verifies(self) -> bool:
+        """Whether θ's departures from the prior-only derivation must be verified (there is a prior to verify)."""
+        return self.departure_costs is not None and self.config.verify_departures
+
+    def _choose(self, scores: np.ndarray) -> tuple[ArchSpec, dict[str, Any]]:
+        """The derivation chosen by the supernet's score (its AP with the path fixed and BatchNorm recalibrated, on
+        all of θ's held-apart images and on ``SCORE_FOLDS`` folds of them: ``edgedet.search.ranking``), where two
+        derivations' scores differ by tenths, about their noise:
+
+        - the input size (FBNetV2's other axis, chosen after the search; a smaller input leaves more of the budget
+          to the blocks): the reference's size (where Lite0 itself comes nearest the targets) unless another size's
+          derivation beats it beyond the noise (``evidenced_size``); the prior-only derivation (θ ignored) chooses
+          its size the same way, so that baseline still says what θ added;
+        - with the prior (``verify_departures``): θ's derivation only where it beats the prior-only one by more than
+          two standard errors of their paired fold gap, else the prior-only one (θ's few noisy steps can favour a
+          cheap op the supernet does not score higher).
+
+        Derivations scored before by this training are not scored again (``_earlier_scores``). Returns the
+        architecture and, for the provenance, every size's derivations and scores, the reference's size, the
+        prior-only pick and θ's pick with its gap to the prior's."""
         from edgedet.search.ranking import SearchedSupernet
 
         supernet = SearchedSupernet.of(self, max_images=None)
@@ -417,8 +430,9 @@ class Searcher:
         derived = {(name, size): self._derive(table, size) for name, table in tables.items()
                    for size in self.input_sizes}
         unique = {str(arch): arch for arch in derived.values() if arch is not None}
-        scored = {text: supernet.scores(unique[text], "recalibrated", SIZE_FOLDS)
-                  for text in progress_track(list(unique), "scoring each input size's derivation")}
+        scored = self._earlier_scores()
+        scored |= {text: supernet.scores(unique[text], "recalibrated", SCORE_FOLDS)
+                   for text in progress_track([text for text in unique if text not in scored], "scoring derivations")}
         sizes: dict[str, dict[str, Any]] = {str(size): {} for size in self.input_sizes}  # {} where none fits
         for (name, size), arch in derived.items():
             if arch is not None:
@@ -428,13 +442,31 @@ class Searcher:
         best = {name: derived[name, evidenced_size({size: scored[str(derived[name, size])] for size in
                                                     self.input_sizes if derived[name, size] is not None}, reference)]
                 for name in tables}
-        stderr.print("input sizes, supernet AP (recalibrated): " + "  ".join(
-            f"{size} {row.get('searched_AP', float('nan')):.2f}" for size, row in sizes.items())
-            + (f"; the reference's size {reference}" if reference else "") + f"; chosen {best['searched'].imgsz}",
-            highlight=False)
         choice = {"input_sizes": sizes, "reference_size": reference} | (
             {"prior_only": str(best["prior_only"])} if "prior_only" in best else {})
-        return best["searched"], choice
+        chosen, verdict = best["searched"], ""
+        if self._verifies():
+            gap = fold_gap(scored[str(chosen)][1], scored[str(best["prior_only"])][1])
+            choice |= {"theta_derivation": str(chosen), "theta_vs_prior_only": gap}
+            verdict = (f"; θ's derivation {gap['gap']:+.2f} ± {gap['gap_se'] or 0:.2f} over the prior-only one: "
+                       + ("kept" if gap["beats"] else "within the noise, the prior-only one kept"))
+            chosen = chosen if gap["beats"] else best["prior_only"]
+        stderr.print("supernet AP (recalibrated) of θ's derivation by input size: " + "  ".join(
+            f"{size} {row.get('searched_AP', float('nan')):.2f}" for size, row in sizes.items())
+            + (f"; the reference's size {reference}" if reference else "") + f"; chosen {chosen.imgsz}{verdict}",
+            highlight=False)
+        return chosen, choice
+
+    def _earlier_scores(self) -> dict[str, tuple[float, list[float]]]:
+        """The derivations this supernet, as it stands, has scored already: a finished search derived again (other
+        input sizes, the verification) scores only what is new. Read from the arch.json of the same training
+        (same epochs and search time), else none."""
+        path = self.run_dir / "arch.json"
+        provenance = ArchSpec.load(path).provenance if path.is_file() else {}
+        if (provenance.get("epochs_done"), provenance.get("search_s")) != (len(self.history), round(self.search_s, 1)):
+            return {}
+        return {row[name]: (row[f"{name}_AP"], row[f"{name}_fold_AP"]) for row in
+                provenance.get("input_sizes", {}).values() for name in ("searched", "prior_only") if name in row}
 
     def _reference_size(self) -> int | None:
         """The input size at which the space's reference architecture (Lite0) comes nearest every target: Lite0

@@ -65,7 +65,8 @@ from edgedet.stats import fold_gap, over_seeds, paired_gap
 
 CPU_MIN_PER_MODEL = 15  # the issue's training budget per model on this machine
 MATCHED_LR = 1e-3  # the trainings' AdamW peak learning rate (runs at another --train-lr keep their own folders)
-COMPARED = ("mbv2", "lite0_scaled", "prior_only")  # the searched one's paired gap is taken to each
+COMPARED = ("mbv2", "lite0_scaled", "prior_only", "theta")  # the searched one's paired gap is taken to each (θ's
+# own derivation where the search verified it)
 
 
 def _train_run(name: str, args: argparse.Namespace, seed: int) -> Path:
@@ -153,14 +154,17 @@ def _archs_in(earlier: dict[str, Any]) -> dict[str, ArchSpec]:
 
 
 def _search_archs(run: Path, lut: LatencyModel, target: float, random: int) -> dict[str, ArchSpec]:
-    """The searched architecture, the hand-designed ones scaled to ``target``, the prior-only derivation and
-    ``random`` random ones at the searched one's latency."""
+    """The searched architecture, the hand-designed ones scaled to ``target``, the prior-only derivation, θ's own
+    derivation where the search verified it (``theta``: what the verification turned down, or kept) and ``random``
+    random ones at the searched one's latency."""
     searched = json.loads((run / "arch.json").read_text())
-    search_out = {"arch": searched["arch"], "devices": searched["provenance"]["devices"]}
+    provenance = searched["provenance"]
+    search_out = {"arch": searched["arch"], "devices": provenance["devices"]}
     return {"searched": ArchSpec.parse(searched["arch"]),
             "mbv2": resolution_scaled(ArchSpec.parse(BASELINES["mbv2"].arch), lut, target),
             "lite0_scaled": resolution_scaled(ArchSpec.default("lite0"), lut, target),
             "prior_only": prior_only_arch(run / "arch.json"),  # θ ignored: what θ added
+            **({"theta": ArchSpec.parse(provenance["theta_derivation"])} if "theta_derivation" in provenance else {}),
             **{name: ArchSpec.parse(a) for name, a in matched_random_archs(search_out, random, 5.0).items()}}
 
 
@@ -179,14 +183,16 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
         archs, search_tag = _search_archs(run, lut, target, args.random), _search_tag(args)
     inherit = [f"init_from={run}"] if args.init_from_search else []  # every model from the supernet's weights
     order = sorted(archs, key=lambda name: name not in args.close_models)  # seed by seed, the close models first:
+    same_as = {name: next(first for first in order if str(archs[first]) == str(archs[name])) for name in order}
     jobs = {(name, seed): (name + tag + ("" if name in ("mbv2", "lite0_scaled") and not inherit else search_tag)
                            + ("-supernet_init" if inherit else ""), archs[name], inherit)  # a compared pair trains
             for seed in args.seeds + args.close_seeds for name in order  # side by side, at the same moment
-            if seed in args.seeds or name in args.close_models}  # (the search's own models keep its tag)
+            if (seed in args.seeds or name in args.close_models)  # (the search's own models keep its tag)
+            and same_as[name] == name}  # one architecture under two names (the prior's, kept) trains once
     trained = _train_all(jobs, args)
     rows = []
     for name, arch in archs.items():
-        per_seed = {seed: result for (model, seed), result in trained.items() if model == name}
+        per_seed = {seed: result for (model, seed), result in trained.items() if model == same_as[name]}
         row = {"model": name, "arch": str(arch), "predicted_ms": predict_ms(lut, arch), **over_seeds(per_seed),
                "images_seen": float(np.mean([result["images_seen"] for result in per_seed.values()])),
                "images_seen_per_seed": [result["images_seen"] for result in per_seed.values()]}
@@ -196,10 +202,11 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
     by_name = {row["model"]: row for row in rows}
     randoms = [row["AP"] for row in rows if row["model"].startswith("random")]
     ap, random_median = by_name["searched"]["AP"], float(np.median(randoms)) if randoms else None  # --random 0
-    gaps = {f"{key}_{name}": value for name in COMPARED
+    compared = [name for name in COMPARED if name in by_name]
+    gaps = {f"{key}_{name}": value for name in compared
             for key, value in paired_gap(by_name["searched"], by_name[name]).items()}
     if args.also_eval:
-        gaps |= {f"also_{key}_{name}": value for name in COMPARED
+        gaps |= {f"also_{key}_{name}": value for name in compared
                  for key, value in paired_gap(by_name["searched"]["also"], by_name[name]["also"]).items()}
     trained_ap = {row["model"]: row["AP"] for row in rows}
     ranking = (rank_agreement(earlier["ranking"]["scores"], trained_ap) if args.archs_of
@@ -353,7 +360,7 @@ def show(part: str, result: dict[str, Any]) -> None:
                       *(f"{scores[row['model']]:.1f}" for scores in ranking["scores"].values()),
                       f"{row['images_seen']:.0f}" if "images_seen" in row else "-",
                       f"{row['cpu_min']:.1f}", f"{row['wall_min']:.1f}", row["arch"])
-    notes = [_gap_text(result, name) for name in COMPARED] + _ranking_notes(result)
+    notes = [_gap_text(result, name) for name in COMPARED if f"gap_{name}" in result] + _ranking_notes(result)
     table.caption = "; ".join(notes)
     console.print(table)
 

@@ -590,7 +590,8 @@ def search_command(
         SearchConfig, "reference_prior", "lite0 space: when deriving the architecture from θ, nats subtracted per "
         "unit of each op's departure cost (how much it alone changes the ImageNet-pretrained Lite0's features, "
         "measured at the start; 0 for Lite0's own op). 50: a skip that changes them by 3% costs 1.5 nats; 0 = θ "
-        "alone."))] = None,
+        "alone. θ's derivation is kept over the prior's alone only where the supernet scores it higher by two "
+        "standard errors (--set verify_departures=false: kept regardless)."))] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Input size, a multiple of 32 (default: the space's).")] = None,
     input_size: Annotated[Optional[list[int]], typer.Option(
         help="Repeat to let the derivation choose the input size too: each size's best architecture within the "

@@ -208,9 +208,9 @@ def matched(args: argparse.Namespace) -> dict[str, Any]:
     if args.also_eval:
         gaps |= {f"also_{key}_{name}": value for name in compared
                  for key, value in paired_gap(by_name["searched"]["also"], by_name[name]["also"]).items()}
-    trained_ap = {row["model"]: row["AP"] for row in rows}
-    ranking = (rank_agreement(earlier["ranking"]["scores"], trained_ap) if args.archs_of
-               else ranking_check(SearchedSupernet.load(run), archs, trained_ap))
+    trained_ap = {row["model"]: row["AP"] for row in rows if same_as[row["model"]] == row["model"]}  # τ counts
+    ranking = (rank_agreement(earlier["ranking"]["scores"], trained_ap) if args.archs_of  # each training once
+               else ranking_check(SearchedSupernet.load(run), {name: archs[name] for name in trained_ap}, trained_ap))
     return {"device": args.matched_device, "target_ms": target, "classes": args.classes, "data": args.data.name,
             "also_eval": args.also_eval.name if args.also_eval else None,
             "train_epochs": args.train_epochs, "train_time": args.train_time, "train_lr": args.train_lr,
@@ -357,7 +357,8 @@ def show(part: str, result: dict[str, Any]) -> None:
         per_seed = ", ".join(f"{ap:.1f}" for ap in row["AP_per_seed"])
         table.add_row(row["model"], f"{row['predicted_ms']:.2f}", f"{row['AP']:.1f} ({per_seed})",
                       f"{row['AP50']:.1f}", *([f"{row['also']['AP']:.1f}"] if also else []),
-                      *(f"{scores[row['model']]:.1f}" for scores in ranking["scores"].values()),
+                      *(f"{scores[row['model']]:.1f}" if row["model"] in scores else "(twin)"
+                        for scores in ranking["scores"].values()),
                       f"{row['images_seen']:.0f}" if "images_seen" in row else "-",
                       f"{row['cpu_min']:.1f}", f"{row['wall_min']:.1f}", row["arch"])
     notes = [_gap_text(result, name) for name in COMPARED if f"gap_{name}" in result] + _ranking_notes(result)

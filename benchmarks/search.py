@@ -73,11 +73,13 @@ def cost(args: argparse.Namespace) -> dict[str, Any]:
     run = Path("runs/search/bench-cost")
     shutil.rmtree(run, ignore_errors=True)
     usage = run_child(["search", "--device", "jetson", "--data", str(args.data)], run)
-    provenance = json.loads((run / "arch.json").read_text())["provenance"]
+    derived = json.loads((run / "arch.json").read_text())
+    provenance = derived["provenance"]
     return {"command": "edgedet search --device jetson --data " + str(args.data), **usage,
             "search_min": provenance["search_s"] / 60,
             "all_finite": _all_finite(run / "log.csv"),
-            "epochs": provenance["epochs_done"], "arch": provenance["argmax"],
+            "epochs": provenance["epochs_done"], "arch": derived["arch"], "argmax": provenance["argmax"],
+            "theta_vs_prior_only": provenance.get("theta_vs_prior_only"),
             "predicted_ms_jetson": provenance["devices"][0]["predicted_ms"], "fbnet_gpu_hours": FBNET_GPU_HOURS}
 
 

@@ -53,6 +53,8 @@ def test_pipeline_runs_every_stage_then_skips_redoes_or_resumes_what_it_should(s
     assert (folder / "model.fp16.onnx").exists() and "| searched fp16 |" in report  # the jetson profile runs FP16
     prior_only = first["baselines"]["outputs"]["prior-only"]["arch"]  # θ ignored: what θ added, on the report
     assert "| prior-only fp32 |" in report and ArchSpec.parse(prior_only).imgsz == searched.imgsz
+    reused = first["baselines"]["outputs"]["prior-only"]["checkpoint"] == first["train"]["outputs"]["checkpoint"]
+    assert reused == (prior_only == str(searched))  # the search's own derivation is not trained twice
     assert "for **jetson-orin-nano** (fp16, Tensorrt, CUDA, CPU): `runs/pipeline/p/model.fp16.onnx`" in report
     numbers = json.loads((in_tmp / "p.json").read_text())
     assert numbers["median_ms"] > 0 and 0 <= numbers["AP"] <= 100

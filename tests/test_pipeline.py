@@ -118,10 +118,16 @@ def test_a_baseline_that_is_another_one_is_trained_once(in_tmp, monkeypatch):
     search = {"arch": str(lite0), "devices": [{"device": "jetson", "precision": "fp16", "predicted_ms": lite0_ms}]}
     archs = ["lite0", "lite0-scaled", "ssdlite"]
     config = PipelineConfig(["jetson"], "data", "full", overrides={"baselines": {"archs": archs, "prior_only": False}})
-    out = stages.baselines_stage(config, in_tmp, {"search": search}, resume=False)
-    assert trained == ["lite0", "ssdlite"]  # the scaled one is Lite0 at 320; SSDlite has another head
-    assert out["lite0-scaled"]["arch"].startswith("lite0@320")
-    assert out["lite0-scaled"]["checkpoint"] == out["lite0"]["checkpoint"]
+    searched = {"checkpoint": "train/best.pt", "AP": 3.0, "AP50": 4.0, "log": ""}
+    out = stages.baselines_stage(config, in_tmp, {"search": search, "train": searched}, resume=False)
+    assert trained == ["ssdlite"]  # Lite0 is the searched one here, and the scaled one is Lite0 at 320; SSDlite has
+    assert out["lite0-scaled"]["arch"].startswith("lite0@320")  # another head
+    assert out["lite0-scaled"]["checkpoint"] == out["lite0"]["checkpoint"] == "train/best.pt"
+    search["arch"] = str(ArchSpec("lite0", 320, ("k3_e3", *lite0.ops[1:])))  # another searched model: Lite0 is
+    # trained as a baseline
+    trained.clear()
+    out = stages.baselines_stage(config, in_tmp, {"search": search, "train": searched}, resume=False)
+    assert trained == ["lite0", "ssdlite"] and out["lite0-scaled"]["checkpoint"] == out["lite0"]["checkpoint"]
 
 
 def test_an_int8_tensorrt_device_gets_tensorrts_int8_and_this_host_the_cpu_flavour(monkeypatch):

@@ -90,7 +90,7 @@ def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resu
             models["prior-only"] = Baseline(str(prior_only_arch(Path(context["search"]["arch_json"]))))
         except UsageError as err:  # a space without inherited weights has no prior to derive from
             stderr.print(f"[pipeline] no prior-only baseline: {err}")
-    searched = (str(_train_config(config, context["search"]["arch_json"]).trained_arch()), "edgedet")
+    searched = (str(_train_config(config, context["search"]["arch"]).trained_arch()), "edgedet")
     out, trained = {}, {searched: context["train"]}  # one training per distinct detector: Lite0 scaled to Lite0's
     # own latency is Lite0, and the prior-only derivation is the searched one where θ's departures were not verified
     for name, b in models.items():

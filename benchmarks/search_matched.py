@@ -245,7 +245,7 @@ def _seeded(args: argparse.Namespace, seed: int) -> argparse.Namespace:
 
 
 def _derived(args: argparse.Namespace, target: float, run: Path) -> dict[str, Any]:
-    """A finished search's provenance, derived again (``--resume`` of a finished search: no training) where it was
+    """A finished search's architecture and provenance, derived again (``--resume`` of a finished search: no training) where it was
     derived before θ's departures were verified (``theta_vs_prior_only``); the earlier derivation kept as
     ``arch-derived-before.json`` and the re-derivation's cost as ``rederive-cost.json`` (None where it was never
     re-derived)."""
@@ -254,10 +254,20 @@ def _derived(args: argparse.Namespace, target: float, run: Path) -> dict[str, An
         before.write_text(arch.read_text())
         atomic_write_json(cost, run_child(_search_command(args, target), run))
     earlier = json.loads(before.read_text()) if before.exists() else None
-    return {"provenance": json.loads(arch.read_text())["provenance"],
+    derived = json.loads(arch.read_text())
+    return {"arch": derived["arch"], "provenance": derived["provenance"],
             "rederived": json.loads(cost.read_text()) | {"arch_before": earlier["arch"],
                                                           "input_sizes_before": earlier["provenance"]["input_sizes"]}
             if earlier and cost.exists() else None}
+
+
+def _to_reference_size(by_size: dict[str, dict[str, Any]], home: int, name: str) -> dict[str, dict[str, Any]]:
+    """``name``'s derivation (searched: θ's; prior_only) at each size that fits: its supernet AP and its paired fold
+    gap to its own derivation at the reference's size ``home``."""
+    home_folds = by_size[str(home)][f"{name}_fold_AP"]
+    return {size: {"AP": row[f"{name}_AP"], **{f"{key}_to_reference_size": value for key, value
+                                                in fold_gap(row[f"{name}_fold_AP"], home_folds).items()}}
+            for size, row in by_size.items() if row}
 
 
 def agreement(args: argparse.Namespace) -> dict[str, Any]:
@@ -274,13 +284,8 @@ def agreement(args: argparse.Namespace) -> dict[str, Any]:
         seeded = _seeded(args, seed)
         run, cost = _search(seeded, target, tag + _search_tag(seeded))
         derived = _derived(seeded, target, run)
-        provenance, home = derived["provenance"], derived["provenance"]["reference_size"]
-        arch = ArchSpec.parse(json.loads((run / "arch.json").read_text())["arch"])
-        by_size = provenance["input_sizes"]
-        home_folds = by_size[str(home)]["searched_fold_AP"]
-        sizes = {size: {"AP": row["searched_AP"], **{f"{key}_to_reference_size": value for key, value
-                                                      in fold_gap(row["searched_fold_AP"], home_folds).items()}}
-                 for size, row in provenance["input_sizes"].items() if row}
+        provenance, arch = derived["provenance"], ArchSpec.parse(derived["arch"])
+        by_size, home = provenance["input_sizes"], provenance["reference_size"]
         theta = ArchSpec.parse(provenance["theta_derivation"])
         departures = {layer: {op: provenance["theta_probs"][layer][op], ref: provenance["theta_probs"][layer][ref]}
                       for layer, (op, ref) in enumerate(zip(theta.ops, reference)) if op != ref}  # θ's odds of each
@@ -288,8 +293,10 @@ def agreement(args: argparse.Namespace) -> dict[str, Any]:
                      "departures": sum(op != ref for op, ref in zip(arch.ops, reference)),
                      "predicted_ms": predict_ms(lut, arch), "prior_only": provenance["prior_only"],
                      "theta_derivation": str(theta), "theta_departure_probs": departures,
-                     "theta_vs_prior_only": provenance["theta_vs_prior_only"], "sizes": sizes,
-                     "input_sizes": provenance["input_sizes"], "search_cost": cost,
+                     "theta_vs_prior_only": provenance["theta_vs_prior_only"],
+                     "sizes": _to_reference_size(by_size, home, "searched"),
+                     "prior_only_sizes": _to_reference_size(by_size, home, "prior_only"),
+                     "input_sizes": by_size, "search_cost": cost,
                      "rederived": derived["rederived"]})
     ops = [ArchSpec.parse(row["arch"]).ops for row in rows]
     return {"device": args.matched_device, "target_ms": target, "rows": rows,

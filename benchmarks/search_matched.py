@@ -175,7 +175,7 @@ def _warn_over_target(archs: dict[str, ArchSpec], lut: LatencyModel, target: flo
     for name in ("mbv2", "lite0_scaled"):
         if (ms := predict_ms(lut, archs[name])) > target:
             console.print(f"[yellow]warning: {name} ({archs[name].imgsz} px) is predicted at {ms:.5f} ms, over the "
-                          f"{target:g} ms target the search must meet; give --matched-ms at or above it to let the "
+                          f"{target:g} ms target the search must meet; give a --matched-ms above it (rounded up) to let the "
                           "search return it[/yellow]")
 
 

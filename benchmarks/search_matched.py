@@ -175,8 +175,8 @@ def _warn_over_target(archs: dict[str, ArchSpec], lut: LatencyModel, target: flo
     for name in ("mbv2", "lite0_scaled"):
         if (ms := predict_ms(lut, archs[name])) > target:
             console.print(f"[yellow]warning: {name} ({archs[name].imgsz} px) is predicted at {ms:.5f} ms, over the "
-                          f"{target:g} ms target the search must meet; give a --matched-ms above it (rounded up) to let the "
-                          "search return it[/yellow]")
+                          f"{target:g} ms target the search must meet; give a --matched-ms above it (rounded up) to "
+                          "let the search return it[/yellow]")
 
 
 def matched(args: argparse.Namespace) -> dict[str, Any]:

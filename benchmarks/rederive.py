@@ -40,20 +40,28 @@ def copy_at_target(run: Path, target_ms: float) -> Path:
     return copy
 
 
+CHOICE = ("theta_derivation", "theta_vs_prior_only", "prior_only", "reference_size", "input_sizes")  # the search's
+# choices and their scores (Searcher._choose), kept for the derivation before and after
+
+
 def rederive(run: Path, target_ms: float) -> dict[str, Any]:
-    """The search in ``run`` derived at ``target_ms``: the architecture, θ's own pick and its gap to the prior-only
-    one, every size's derivations and scores, and what deriving again cost."""
+    """The search in ``run`` derived at ``target_ms`` (a single-device search): the architecture, θ's own pick and
+    its gap to the prior-only one, every size's derivations and scores, the same of the search's own derivation
+    (``before``), where it was derived again, and what that cost."""
     config = json.loads((run / "config.json").read_text())
+    if len(config["devices"]) != 1:
+        raise SystemExit(f"{run} searched for {len(config['devices'])} devices; rederive.py takes one target, so a "
+                         "single-device search")
     copy = copy_at_target(run, target_ms)
     devices = [arg for device in config["devices"] for arg in ("--device", device)]
     cost = run_child(["search", *devices, "--target-ms", f"{target_ms:g}"], copy)  # the copy's own settings
     derived = json.loads((copy / "arch.json").read_text())
-    provenance = derived["provenance"]
-    return {"search": str(run), "theta_trained_at_ms": config["target_ms"], "derived_at_ms": target_ms,
-            "arch": derived["arch"], "predicted_ms": provenance["devices"][0]["predicted_ms"],
-            "before": json.loads((run / "arch.json").read_text())["arch"],
-            **{key: provenance.get(key) for key in ("theta_derivation", "theta_vs_prior_only", "prior_only",
-                                                    "reference_size", "input_sizes")},
+    provenance, before = derived["provenance"], json.loads((run / "arch.json").read_text())
+    return {"search": str(run), "derived_in": str(copy), "theta_trained_at_ms": config["target_ms"],
+            "derived_at_ms": target_ms, "arch": derived["arch"],
+            "predicted_ms": provenance["devices"][0]["predicted_ms"],
+            **{key: provenance.get(key) for key in CHOICE},
+            "before": {"arch": before["arch"], **{key: before["provenance"].get(key) for key in CHOICE}},
             "rederive_cost": cost}
 
 
@@ -68,11 +76,11 @@ def main() -> None:
     result = rederive(args.run, args.target_ms)
     gap = result["theta_vs_prior_only"] or {}
     console.print(f"θ trained at {result['theta_trained_at_ms']} ms, derived at {args.target_ms:g} ms: "
-                  f"{result['arch']} ({result['predicted_ms']} ms); before: {result['before']}")
+                  f"{result['arch']} ({result['predicted_ms']} ms); before: {result['before']['arch']}")
     if gap:
         console.print(f"θ's own {result['theta_derivation']}: {gap['gap']:+.3f} ± {gap['gap_se']:.3f} over the "
                       f"prior-only {result['prior_only']} ({'kept' if gap['beats'] else 'within the noise'})")
-    out = args.out or args.run.with_name(f"{args.run.name}-at-{args.target_ms:g}ms") / "rederived.json"
+    out = args.out or Path(result["derived_in"]) / "rederived.json"
     atomic_write_json(out, result)
     console.print(f"wrote {out}")
 

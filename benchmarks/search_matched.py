@@ -257,10 +257,10 @@ def _seeded(args: argparse.Namespace, seed: int) -> argparse.Namespace:
 
 
 def _derived(args: argparse.Namespace, target: float, run: Path) -> dict[str, Any]:
-    """A finished search's architecture and provenance, derived again (``--resume`` of a finished search: no training) where it was
-    derived before θ's departures were verified (``theta_vs_prior_only``); the earlier derivation kept as
-    ``arch-derived-before.json`` and the re-derivation's cost as ``rederive-cost.json`` (None where it was never
-    re-derived)."""
+    """A finished search's architecture and provenance, derived again (``--resume`` of a finished search: no
+    training) where it was derived before θ's departures were verified (``theta_vs_prior_only``); the earlier
+    derivation kept as ``arch-derived-before.json`` and the re-derivation's cost as ``rederive-cost.json`` (None
+    where it was never re-derived)."""
     arch, before, cost = run / "arch.json", run / "arch-derived-before.json", run / "rederive-cost.json"
     if "theta_vs_prior_only" not in json.loads(arch.read_text())["provenance"]:
         before.write_text(arch.read_text())

@@ -120,11 +120,12 @@ def test_a_baseline_that_is_another_one_is_trained_once(in_tmp, monkeypatch):
     config = PipelineConfig(["jetson"], "data", "full", overrides={"baselines": {"archs": archs, "prior_only": False}})
     searched = {"checkpoint": "train/best.pt", "AP": 3.0, "AP50": 4.0, "log": ""}
     out = stages.baselines_stage(config, in_tmp, {"search": search, "train": searched}, resume=False)
-    assert trained == ["ssdlite"]  # Lite0 is the searched one here, and the scaled one is Lite0 at 320; SSDlite has
-    assert out["lite0-scaled"]["arch"].startswith("lite0@320")  # another head
+    # Lite0 is the searched model here and the scaled one is Lite0 at 320: only SSDlite (another head) trains
+    assert trained == ["ssdlite"]
+    assert out["lite0-scaled"]["arch"].startswith("lite0@320")
     assert out["lite0-scaled"]["checkpoint"] == out["lite0"]["checkpoint"] == "train/best.pt"
-    search["arch"] = str(ArchSpec("lite0", 320, ("k3_e3", *lite0.ops[1:])))  # another searched model: Lite0 is
-    # trained as a baseline
+    # another searched model: Lite0 trains as a baseline, once for both of its names
+    search["arch"] = str(ArchSpec("lite0", 320, ("k3_e3", *lite0.ops[1:])))
     trained.clear()
     out = stages.baselines_stage(config, in_tmp, {"search": search, "train": searched}, resume=False)
     assert trained == ["lite0", "ssdlite"] and out["lite0-scaled"]["checkpoint"] == out["lite0"]["checkpoint"]

@@ -90,9 +90,10 @@ def baselines_stage(config: PipelineConfig, folder: Path, context: Context, resu
             models["prior-only"] = Baseline(str(prior_only_arch(Path(context["search"]["arch_json"]))))
         except UsageError as err:  # a space without inherited weights has no prior to derive from
             stderr.print(f"[pipeline] no prior-only baseline: {err}")
+    # one training per distinct detector, the searched one's included: Lite0 scaled to Lite0's own latency is Lite0,
+    # and the prior-only derivation is the searched one where the search turned θ's departures down
     searched = (str(_train_config(config, context["search"]["arch"]).trained_arch()), "edgedet")
-    out, trained = {}, {searched: context["train"]}  # one training per distinct detector: Lite0 scaled to Lite0's
-    # own latency is Lite0, and the prior-only derivation is the searched one where θ's departures were not verified
+    out, trained = {}, {searched: context["train"]}
     for name, b in models.items():
         recipe = _train_config(config, b.arch, b.head, own_imgsz=b.scaled)
         detector = (str(recipe.trained_arch()), b.head)
